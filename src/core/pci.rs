@@ -1,6 +1,6 @@
 //! PCI devices as sysfs shows them under `/sys/bus/pci/devices`, with their IOMMU groups.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
@@ -227,6 +227,39 @@ impl PciDevice {
     }
 }
 
+/// The standard header at the start of a device's `config` file.
+struct ConfigHeader {
+    vendor: u16,
+    device: u16,
+    revision: u8,
+    class: u32,
+    /// Subsystem vendor and device; only type-0 (endpoint) headers carry them here.
+    subsystem: Option<(u16, u16)>,
+}
+
+impl ConfigHeader {
+    fn parse(c: &[u8]) -> Option<Self> {
+        if c.len() < 0x30 {
+            return None;
+        }
+        let u16_at = |o: usize| u16::from_le_bytes([c[o], c[o + 1]]);
+        let vendor = u16_at(0);
+        if vendor == 0xffff || vendor == 0 {
+            return None;
+        }
+        let subsystem = (c[0x0e] & 0x7f == 0)
+            .then(|| (u16_at(0x2c), u16_at(0x2e)))
+            .filter(|s| s.0 != 0);
+        Some(Self {
+            vendor,
+            device: u16_at(2),
+            revision: c[8],
+            class: u32::from(c[0x0b]) << 16 | u32::from(c[0x0a]) << 8 | u32::from(c[0x09]),
+            subsystem,
+        })
+    }
+}
+
 /// Everything read from `/sys/bus/pci` and `/sys/kernel/iommu_groups`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct PciScan {
@@ -257,15 +290,18 @@ impl PciScan {
                 Vec::new()
             }
         };
-        scan.iommu_enabled = root
+        let group_numbers: HashSet<u32> = root
             .list_dir(GROUPS_DIR)
-            .map(|g| !g.is_empty())
-            .unwrap_or(false);
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|g| g.parse().ok())
+            .collect();
+        scan.iommu_enabled = !group_numbers.is_empty();
         for name in names {
             match name.parse::<PciAddress>() {
                 Ok(address) => scan
                     .devices
-                    .push(read_device(root, address, scan.iommu_enabled)),
+                    .push(read_device(root, address, &group_numbers)),
                 Err(_) => scan.notes.push(Note::warning(
                     "pci-odd-entry",
                     gettext_f(
@@ -384,30 +420,25 @@ impl PciScan {
     }
 }
 
-fn read_device(root: &HostRoot, address: PciAddress, iommu_enabled: bool) -> PciDevice {
+fn read_device(root: &HostRoot, address: PciAddress, groups: &HashSet<u32>) -> PciDevice {
     let mut dev = PciDevice::empty(address);
     let entry = format!("{DEVICES_DIR}/{address}");
     let addr_s = address.to_string();
 
     // The link target gives the chain of bridges: .../pci0000:00/0000:00:01.2/0000:02:00.2/<addr>
+    // Attributes are then read from the resolved directory, sparing the kernel a symlink walk
+    // per file.
+    let mut dir = entry.clone();
     match root.read_link(&entry) {
         Ok(target) => {
             let full = join_lexically(Path::new(DEVICES_DIR), &target);
-            if !root.exists(&full) {
-                dev.notes.push(Note::error(
-                    "sysfs-broken-link",
-                    gettext_f("The sysfs entry of {address} is a broken link; nothing else is known about it.", &[
-                        ("address", &addr_s),
-                    ]),
-                ));
-                return dev;
-            }
             dev.parents = full
                 .components()
                 .filter_map(|c| c.as_os_str().to_str()?.parse::<PciAddress>().ok())
                 .filter(|a| *a != address)
                 .collect();
             dev.chain_known = true;
+            dir = full.display().to_string();
         }
         Err(_) if root.exists(&entry) => {
             // A plain directory (some test trees): no bridge chain can be told.
@@ -423,13 +454,27 @@ fn read_device(root: &HostRoot, address: PciAddress, iommu_enabled: bool) -> Pci
             return dev;
         }
     }
+    if dev.chain_known && !root.exists(&dir) {
+        dev.chain_known = false;
+        dev.parents.clear();
+        dev.notes.push(Note::error(
+            "sysfs-broken-link",
+            gettext_f(
+                "The sysfs entry of {address} is a broken link; nothing else is known about it.",
+                &[("address", &addr_s)],
+            ),
+        ));
+        return dev;
+    }
+    let entry = dir;
 
-    let mut attr = |name: &str, required: bool| -> Option<String> {
-        match root.read_value(format!("{entry}/{name}")) {
+    let problems = std::cell::RefCell::new(Vec::new());
+    let attr = |name: &str, required: bool| -> Option<String> {
+        match root.read_attr(format!("{entry}/{name}")) {
             Ok(v) if !v.is_empty() => Some(v),
             Ok(_) | Err(_) if !required => None,
             Ok(_) => {
-                dev.notes.push(Note::warning(
+                problems.borrow_mut().push(Note::warning(
                     "sysfs-empty",
                     gettext_f(
                         "{file} of {address} is empty.",
@@ -439,7 +484,7 @@ fn read_device(root: &HostRoot, address: PciAddress, iommu_enabled: bool) -> Pci
                 None
             }
             Err(e) => {
-                dev.notes.push(Note::warning(
+                problems.borrow_mut().push(Note::warning(
                     "sysfs-missing",
                     gettext_f(
                         "Cannot read {file} of {address}: {error}",
@@ -454,21 +499,33 @@ fn read_device(root: &HostRoot, address: PciAddress, iommu_enabled: bool) -> Pci
             }
         }
     };
-    let vendor = attr("vendor", true);
-    let device = attr("device", true);
-    let class = attr("class", true);
-    let revision = attr("revision", false);
-    let sub_vendor = attr("subsystem_vendor", false);
-    let sub_device = attr("subsystem_device", false);
-    let boot_vga = attr("boot_vga", false);
+    // The config header gives IDs, class, revision and subsystem in one read, as lspci does;
+    // the text attributes are the fallback when it is missing, short or all ones.
+    let header = root
+        .read_small(format!("{entry}/config"))
+        .ok()
+        .and_then(|c| ConfigHeader::parse(&c));
+    let text = |name: &str, required: bool| {
+        if header.is_some() {
+            None
+        } else {
+            attr(name, required)
+        }
+    };
+    let vendor = text("vendor", true);
+    let device = text("device", true);
+    let class = text("class", true);
+    let revision = text("revision", false);
+    let sub_vendor = text("subsystem_vendor", false);
+    let sub_device = text("subsystem_device", false);
     let cur_w = attr("current_link_width", false);
     let max_w = attr("max_link_width", false);
     let cur_s = attr("current_link_speed", false);
     let max_s = attr("max_link_speed", false);
     let reset = attr("reset_method", false);
 
-    let mut bad = |file: &str, value: &str| {
-        dev.notes.push(Note::warning(
+    let bad = |file: &str, value: &str| {
+        problems.borrow_mut().push(Note::warning(
             "sysfs-garbage",
             gettext_f(
                 "{file} of {address} holds “{value}”, which is not a valid value; it was ignored.",
@@ -480,27 +537,43 @@ fn read_device(root: &HostRoot, address: PciAddress, iommu_enabled: bool) -> Pci
             ),
         ));
     };
-    let hex = |v: &Option<String>,
-               bits: u32,
-               file: &str,
-               bad: &mut dyn FnMut(&str, &str)|
-     -> Option<u32> {
-        let v = v.as_deref()?;
-        let digits = v.strip_prefix("0x").unwrap_or(v);
-        match u32::from_str_radix(digits, 16) {
-            Ok(n) if n < (1u64 << bits) as u32 || bits == 32 => Some(n),
-            _ => {
-                bad(file, v);
-                None
+    let hex =
+        |v: &Option<String>, bits: u32, file: &str, bad: &dyn Fn(&str, &str)| -> Option<u32> {
+            let v = v.as_deref()?;
+            let digits = v.strip_prefix("0x").unwrap_or(v);
+            match u32::from_str_radix(digits, 16) {
+                Ok(n) if n < (1u64 << bits) as u32 || bits == 32 => Some(n),
+                _ => {
+                    bad(file, v);
+                    None
+                }
             }
-        }
+        };
+    let (vendor_id, device_id, class_code, revision, subsystem_vendor, subsystem_device) =
+        match &header {
+            Some(h) => (
+                Some(h.vendor),
+                Some(h.device),
+                Some(h.class),
+                Some(h.revision),
+                h.subsystem.map(|s| s.0),
+                h.subsystem.map(|s| s.1),
+            ),
+            None => (
+                hex(&vendor, 16, "vendor", &bad).map(|n| n as u16),
+                hex(&device, 16, "device", &bad).map(|n| n as u16),
+                hex(&class, 24, "class", &bad),
+                hex(&revision, 8, "revision", &bad).map(|n| n as u8),
+                hex(&sub_vendor, 16, "subsystem_vendor", &bad).map(|n| n as u16),
+                hex(&sub_device, 16, "subsystem_device", &bad).map(|n| n as u16),
+            ),
+        };
+    // Only display controllers have boot_vga.
+    let boot_vga = if class_code.is_some_and(|c| c >> 16 == 0x03) {
+        attr("boot_vga", false)
+    } else {
+        None
     };
-    let vendor_id = hex(&vendor, 16, "vendor", &mut bad).map(|n| n as u16);
-    let device_id = hex(&device, 16, "device", &mut bad).map(|n| n as u16);
-    let class_code = hex(&class, 24, "class", &mut bad);
-    let revision = hex(&revision, 8, "revision", &mut bad).map(|n| n as u8);
-    let subsystem_vendor = hex(&sub_vendor, 16, "subsystem_vendor", &mut bad).map(|n| n as u16);
-    let subsystem_device = hex(&sub_device, 16, "subsystem_device", &mut bad).map(|n| n as u16);
     let boot_vga = match boot_vga.as_deref() {
         None => None,
         Some("1") => Some(true),
@@ -510,7 +583,7 @@ fn read_device(root: &HostRoot, address: PciAddress, iommu_enabled: bool) -> Pci
             None
         }
     };
-    let mut width = |v: &Option<String>, file: &str| -> Option<u8> {
+    let width = |v: &Option<String>, file: &str| -> Option<u8> {
         let v = v.as_deref()?;
         match v.parse::<u8>() {
             Ok(n) if n <= 32 => Some(n),
@@ -522,7 +595,7 @@ fn read_device(root: &HostRoot, address: PciAddress, iommu_enabled: bool) -> Pci
     };
     let current_width = width(&cur_w, "current_link_width");
     let max_width = width(&max_w, "max_link_width");
-    let mut speed = |v: Option<String>, file: &str| -> Option<String> {
+    let speed = |v: Option<String>, file: &str| -> Option<String> {
         let v = v?;
         if speed_gts(&v).is_some() || v == "Unknown" || v.starts_with("Unknown") {
             Some(v)
@@ -534,6 +607,7 @@ fn read_device(root: &HostRoot, address: PciAddress, iommu_enabled: bool) -> Pci
     let current_speed = speed(cur_s, "current_link_speed");
     let max_speed = speed(max_s, "max_link_speed");
 
+    dev.notes.extend(problems.into_inner());
     dev.vendor_id = vendor_id;
     dev.device_id = device_id;
     dev.class = class_code;
@@ -555,14 +629,14 @@ fn read_device(root: &HostRoot, address: PciAddress, iommu_enabled: bool) -> Pci
         .ok()
         .and_then(|t| t.file_name().and_then(|n| n.to_str()).map(str::to_owned));
 
-    if iommu_enabled {
+    if !groups.is_empty() {
         if let Ok(target) = root.read_link(format!("{entry}/iommu_group")) {
             let number = target
                 .file_name()
                 .and_then(|n| n.to_str())
                 .and_then(|n| n.parse::<u32>().ok());
             match number {
-                Some(n) if root.exists(format!("{GROUPS_DIR}/{n}")) => dev.iommu_group = Some(n),
+                Some(n) if groups.contains(&n) => dev.iommu_group = Some(n),
                 _ => dev.notes.push(Note::warning(
                     "iommu-group-broken-link",
                     gettext_f("The iommu_group link of {address} points to {target}, which does not exist.", &[
