@@ -1,0 +1,51 @@
+//! Shared helpers for core's integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use passthrough_core::{HostReport, HostRoot, ScanOptions};
+
+/// The repository's top directory (fixtures live in tests/fixtures there).
+pub fn top() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    let p = top().join("tests/fixtures/roots").join(name);
+    assert!(
+        p.is_dir(),
+        "fixture {name} is missing; run build-aux/mkfixture.py --all"
+    );
+    p
+}
+
+pub fn fixture_names() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(top().join("tests/fixtures/roots"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    names
+}
+
+pub fn scan(name: &str) -> HostReport {
+    HostReport::scan(&HostRoot::new(fixture(name)), &ScanOptions::default())
+}
+
+/// Runs passthroughctl in English from the repository top, with no user in the
+/// environment (so a fixture's own first user is taken) and relative fixture paths.
+pub fn ctl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_passthroughctl"))
+        .args(args)
+        .current_dir(top())
+        .env_remove("USER")
+        .env_remove("LOGNAME")
+        .env_remove("LANGUAGE")
+        .env("LC_ALL", "C.UTF-8")
+        .output()
+        .expect("passthroughctl runs")
+}
