@@ -1,5 +1,7 @@
 //! GPU verdicts: can this card be passed through, what goes with it, what stands in the way.
 
+use std::collections::HashMap;
+
 use serde::{Serialize, Serializer};
 
 use crate::cmdline::PassthroughArgs;
@@ -137,10 +139,17 @@ pub struct VerdictContext<'a> {
 
 pub fn verdicts(scan: &PciScan, ctx: &VerdictContext<'_>) -> Vec<GpuVerdict> {
     let gpu_count = scan.devices.iter().filter(|d| d.is_gpu()).count();
+    // Devices by group, built once, so the whole pass stays linear in the number of devices.
+    let mut by_group: HashMap<u32, Vec<&PciDevice>> = HashMap::new();
+    for d in &scan.devices {
+        if let Some(g) = d.iommu_group {
+            by_group.entry(g).or_default().push(d);
+        }
+    }
     scan.devices
         .iter()
         .filter(|d| d.is_gpu())
-        .map(|d| verdict_for(d, scan, ctx, gpu_count))
+        .map(|d| verdict_for(d, scan, &by_group, ctx, gpu_count))
         .collect()
 }
 
@@ -158,13 +167,19 @@ fn list_devices(scan: &PciScan, addrs: &[PciAddress]) -> String {
 fn verdict_for(
     dev: &PciDevice,
     scan: &PciScan,
+    by_group: &HashMap<u32, Vec<&PciDevice>>,
     ctx: &VerdictContext<'_>,
     gpu_count: usize,
 ) -> GpuVerdict {
-    let companions: Vec<PciAddress> = scan
-        .devices
+    // Devices are sorted by address, so the functions of one slot sit next to each other.
+    let first = scan.devices.partition_point(|o| {
+        (o.address.domain, o.address.bus, o.address.device)
+            < (dev.address.domain, dev.address.bus, dev.address.device)
+    });
+    let companions: Vec<PciAddress> = scan.devices[first..]
         .iter()
-        .filter(|o| o.address != dev.address && o.address.same_slot(&dev.address))
+        .take_while(|o| o.address.same_slot(&dev.address))
+        .filter(|o| o.address != dev.address)
         .map(|o| o.address)
         .collect();
     let mut groups: Vec<u32> = std::iter::once(dev)
@@ -173,13 +188,16 @@ fn verdict_for(
         .collect();
     groups.sort_unstable();
     groups.dedup();
-    let blockers: Vec<PciAddress> = scan
-        .devices
+    let members: Vec<&PciDevice> = groups
         .iter()
-        .filter(|o| o.iommu_group.is_some_and(|g| groups.contains(&g)))
+        .flat_map(|g| by_group.get(g).into_iter().flatten().copied())
+        .collect();
+    let mut blockers: Vec<PciAddress> = members
+        .iter()
         .filter(|o| o.address != dev.address && !companions.contains(&o.address) && !o.is_bridge())
         .map(|o| o.address)
         .collect();
+    blockers.sort();
     let lanes = lanes(dev, scan);
     let slot = slot_device(dev, scan);
     let group_s = dev.iommu_group.map(|g| g.to_string()).unwrap_or_default();
@@ -208,12 +226,12 @@ fn verdict_for(
         });
         (Verdict::NoIommu, explanation)
     } else if blockers.is_empty() {
-        let bridges_in_group: Vec<PciAddress> = scan
-            .devices
+        let mut bridges_in_group: Vec<PciAddress> = members
             .iter()
-            .filter(|o| o.iommu_group.is_some_and(|g| groups.contains(&g)) && o.is_bridge())
+            .filter(|o| o.is_bridge())
             .map(|o| o.address)
             .collect();
+        bridges_in_group.sort();
         let mut text = if companions.is_empty() {
             gettext_f(
                 "IOMMU group {group} holds only this card, so it can be passed through as it is.",
