@@ -1,0 +1,436 @@
+//! [`PtWindow`]: the setup steps in a sidebar, the selected step beside it.
+//!
+//! The host is scanned off the GTK thread once the window is on screen, and again on
+//! `win.refresh`. Window actions: `win.refresh`, `win.show-page` (a step name, or `groups`
+//! for the IOMMU groups of the Graphics card step), `win.search`, `win.back`.
+
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Duration;
+
+use adw::prelude::*;
+use adw::subclass::prelude::*;
+use gettextrs::gettext;
+use gtk::{gio, glib};
+use passthrough_core::checks::{self, Check};
+use passthrough_core::{HostReport, HostRoot, ScanOptions};
+
+use crate::application::PtApplication;
+use crate::pages::{GpuView, PtGpuPage, PtSystemPage};
+
+/// The steps, in the order of the sidebar; `--page` and `win.show-page` take these names.
+pub const PAGES: &[&str] = &[
+    "system",
+    "gpu",
+    "boot",
+    "network",
+    "vm",
+    "launch",
+    "troubleshoot",
+];
+
+/// Further names `--page` and `win.show-page` accept: `groups` opens the IOMMU groups view
+/// of the Graphics card step.
+pub const PAGE_ALIASES: &[&str] = &["groups"];
+
+pub fn is_page_name(name: &str) -> bool {
+    PAGES.contains(&name) || PAGE_ALIASES.contains(&name)
+}
+
+/// What one scan of the host produced.
+#[derive(Debug)]
+pub struct Scan {
+    pub report: HostReport,
+    pub checks: Vec<Check>,
+}
+
+const DEFAULT_WIDTH: i32 = 1100;
+const DEFAULT_HEIGHT: i32 = 720;
+
+mod imp {
+    use std::cell::{Cell, RefCell};
+
+    use super::*;
+
+    #[derive(Debug, Default, gtk::CompositeTemplate)]
+    #[template(file = "window.ui")]
+    pub struct PtWindow {
+        #[template_child]
+        pub(super) leaflet: TemplateChild<adw::Leaflet>,
+        #[template_child]
+        pub(super) sidebar_list: TemplateChild<gtk::ListBox>,
+        #[template_child]
+        pub(super) content: TemplateChild<gtk::Box>,
+        #[template_child]
+        pub(super) content_title: TemplateChild<adw::WindowTitle>,
+        #[template_child]
+        pub(super) scan_spinner: TemplateChild<gtk::Spinner>,
+        #[template_child]
+        pub(super) toast_overlay: TemplateChild<adw::ToastOverlay>,
+        #[template_child]
+        pub(super) stack: TemplateChild<gtk::Stack>,
+        #[template_child]
+        pub(super) system_page: TemplateChild<PtSystemPage>,
+        #[template_child]
+        pub(super) gpu_page: TemplateChild<PtGpuPage>,
+
+        /// The directory read as the host's `/`.
+        pub(super) root: RefCell<PathBuf>,
+        /// The last scan shown.
+        pub(super) scan: RefCell<Option<Rc<Scan>>>,
+        pub(super) scanning: Cell<bool>,
+        pub(super) mapped_once: Cell<bool>,
+    }
+
+    #[glib::object_subclass]
+    impl ObjectSubclass for PtWindow {
+        const NAME: &'static str = "PtWindow";
+        type Type = super::PtWindow;
+        type ParentType = adw::ApplicationWindow;
+
+        fn class_init(klass: &mut Self::Class) {
+            PtSystemPage::ensure_type();
+            PtGpuPage::ensure_type();
+            klass.bind_template();
+            klass.bind_template_instance_callbacks();
+
+            klass.install_action_async("win.refresh", None, |win, _, _| async move {
+                win.scan().await;
+            });
+            klass.install_action(
+                "win.show-page",
+                Some(glib::VariantTy::STRING),
+                |win, _, param| {
+                    if let Some(name) = param.and_then(|p| p.str()) {
+                        win.show_page(name);
+                    }
+                },
+            );
+            klass.install_action("win.search", None, |win, _, _| {
+                win.show_page("groups");
+                win.imp().gpu_page.focus_search();
+            });
+            klass.install_action("win.back", None, |win, _, _| {
+                let leaflet = &win.imp().leaflet;
+                if leaflet.is_folded() {
+                    leaflet.navigate(adw::NavigationDirection::Back);
+                }
+            });
+        }
+
+        fn instance_init(obj: &glib::subclass::InitializingObject<Self>) {
+            obj.init_template();
+        }
+    }
+
+    impl ObjectImpl for PtWindow {
+        fn constructed(&self) {
+            self.parent_constructed();
+            let obj = self.obj();
+            self.root.replace(PathBuf::from("/"));
+            obj.connect_map(|win| {
+                if !win.imp().mapped_once.replace(true) && env_is_1("PASSTHROUGH_TIMING") {
+                    eprintln!("first-window: {}", crate::ms_since_process_start());
+                }
+            });
+        }
+    }
+
+    impl WidgetImpl for PtWindow {}
+
+    impl WindowImpl for PtWindow {
+        fn close_request(&self) -> glib::Propagation {
+            self.obj().save_window_size();
+            self.parent_close_request()
+        }
+    }
+
+    impl ApplicationWindowImpl for PtWindow {}
+    impl AdwApplicationWindowImpl for PtWindow {}
+}
+
+glib::wrapper! {
+    pub struct PtWindow(ObjectSubclass<imp::PtWindow>)
+        @extends adw::ApplicationWindow, gtk::ApplicationWindow, gtk::Window, gtk::Widget,
+        @implements gio::ActionGroup, gio::ActionMap, gtk::Buildable,
+            gtk::ConstraintTarget, gtk::Native, gtk::Root, gtk::ShortcutManager;
+}
+
+#[gtk::template_callbacks]
+impl PtWindow {
+    pub fn new(app: &PtApplication, root: &Path, start_page: Option<&str>) -> Self {
+        let win: Self = glib::Object::builder().property("application", app).build();
+        win.imp().root.replace(root.to_path_buf());
+        win.imp().system_page.set_root(root);
+        app.bind_property("show-all-devices", &*win.imp().gpu_page, "show-all-devices")
+            .sync_create()
+            .build();
+        win.load_window_size(app);
+        win.show_page(start_page.unwrap_or("system"));
+        win.on_page_changed();
+        win
+    }
+
+    fn app(&self) -> Option<PtApplication> {
+        self.application().and_downcast::<PtApplication>()
+    }
+
+    /// Shows a step (see [`PAGES`]) or `groups`; in a folded window, the step's page.
+    pub fn show_page(&self, name: &str) {
+        let imp = self.imp();
+        let (page, view) = match name {
+            "groups" => ("gpu", Some(GpuView::Groups)),
+            "gpu" => ("gpu", Some(GpuView::Cards)),
+            other => (other, None),
+        };
+        if imp.stack.child_by_name(page).is_none() {
+            tracing::warn!("no page named {name:?}");
+            return;
+        }
+        imp.stack.set_visible_child_name(page);
+        if let Some(view) = view {
+            imp.gpu_page.show_view(view);
+        }
+        imp.leaflet.set_visible_child(&*imp.content);
+    }
+
+    /// The name of the step shown, e.g. `gpu`.
+    pub fn visible_page(&self) -> String {
+        self.imp()
+            .stack
+            .visible_child_name()
+            .map(|n| n.to_string())
+            .unwrap_or_default()
+    }
+
+    fn sidebar_row(&self, name: &str) -> Option<gtk::ListBoxRow> {
+        let list = &self.imp().sidebar_list;
+        (0..)
+            .map_while(|i| list.row_at_index(i))
+            .find(|row| row.widget_name() == name)
+    }
+
+    #[template_callback]
+    fn on_step_selected(&self, row: Option<&gtk::ListBoxRow>) {
+        if let Some(row) = row {
+            self.imp().stack.set_visible_child_name(&row.widget_name());
+        }
+    }
+
+    #[template_callback]
+    fn on_step_activated(&self, row: &gtk::ListBoxRow) {
+        self.show_page(&row.widget_name());
+    }
+
+    #[template_callback]
+    fn on_page_changed(&self) {
+        let imp = self.imp();
+        let Some(child) = imp.stack.visible_child() else {
+            return;
+        };
+        let page = imp.stack.page(&child);
+        imp.content_title
+            .set_title(&page.title().map(|t| t.to_string()).unwrap_or_default());
+        self.sync_sidebar();
+    }
+
+    /// A folded window shows one side at a time: its sidebar selects nothing, a click opens
+    /// the step. Unfolded, the sidebar marks the step shown.
+    #[template_callback]
+    fn on_folded_changed(&self) {
+        let imp = self.imp();
+        let mode = if imp.leaflet.is_folded() {
+            gtk::SelectionMode::None
+        } else {
+            gtk::SelectionMode::Single
+        };
+        imp.sidebar_list.set_selection_mode(mode);
+        self.sync_sidebar();
+    }
+
+    fn sync_sidebar(&self) {
+        let imp = self.imp();
+        if imp.sidebar_list.selection_mode() == gtk::SelectionMode::None {
+            return;
+        }
+        let current = self.visible_page();
+        let selected = imp.sidebar_list.selected_row();
+        if selected.as_ref().map(|r| r.widget_name()) != Some(current.as_str().into()) {
+            if let Some(row) = self.sidebar_row(&current) {
+                imp.sidebar_list.select_row(Some(&row));
+            }
+        }
+    }
+
+    /// Starts the first scan; call after `present()`.
+    pub fn start_first_scan(&self) {
+        glib::spawn_future_local(glib::clone!(
+            #[weak(rename_to = win)]
+            self,
+            async move {
+                win.scan().await;
+            }
+        ));
+    }
+
+    /// Reads the host again off the GTK thread and shows the result in every page.
+    pub async fn scan(&self) {
+        let imp = self.imp();
+        if imp.scanning.replace(true) {
+            return;
+        }
+        let first = imp.scan.borrow().is_none();
+        imp.scan_spinner.set_visible(true);
+        imp.scan_spinner.start();
+        self.action_set_enabled("win.refresh", false);
+
+        let root = imp.root.borrow().clone();
+        let result = gio::spawn_blocking(move || {
+            let report = HostReport::scan(&HostRoot::new(root), &ScanOptions::default());
+            let checks = checks::run(&report);
+            Scan { report, checks }
+        })
+        .await;
+
+        imp.scanning.set(false);
+        imp.scan_spinner.stop();
+        imp.scan_spinner.set_visible(false);
+        self.action_set_enabled("win.refresh", true);
+
+        match result {
+            Ok(scan) => {
+                let scan = Rc::new(scan);
+                imp.system_page.set_scan(&scan);
+                imp.gpu_page.set_scan(&scan);
+                imp.scan.replace(Some(scan));
+                if first {
+                    self.after_first_scan();
+                } else {
+                    self.toast(&gettext("Host scanned again"));
+                }
+            }
+            Err(_) => {
+                tracing::error!("the host scan panicked");
+                if first {
+                    imp.system_page.set_failed();
+                    imp.gpu_page.set_failed();
+                }
+                self.toast(&gettext("Could not examine this computer"));
+            }
+        }
+    }
+
+    pub fn toast(&self, text: &str) {
+        self.imp().toast_overlay.add_toast(adw::Toast::new(text));
+    }
+
+    /// Test hooks, run once the first scan is on screen.
+    fn after_first_scan(&self) {
+        if env_is_1("PASSTHROUGH_TEST_REPORT") {
+            if let Some(scan) = self.imp().scan.borrow().as_ref() {
+                println!(
+                    "ready: gpus={} checks={} page={}",
+                    scan.report.gpus.len(),
+                    scan.checks.len(),
+                    self.visible_page()
+                );
+            }
+        }
+        if let Some(path) =
+            std::env::var_os("PASSTHROUGH_TEST_SCREENSHOT").filter(|p| !p.is_empty())
+        {
+            let path = PathBuf::from(path);
+            glib::timeout_add_local_once(
+                Duration::from_millis(500),
+                glib::clone!(
+                    #[weak(rename_to = win)]
+                    self,
+                    move || {
+                        match win.save_screenshot(&path) {
+                            Ok(()) => println!("screenshot: {}", path.display()),
+                            Err(e) => {
+                                eprintln!("screenshot failed: {e}");
+                                std::process::exit(1);
+                            }
+                        }
+                        if let Some(app) = win.app() {
+                            app.quit();
+                        }
+                    }
+                ),
+            );
+        }
+    }
+
+    /// Renders the window as it is on screen into a PNG file.
+    pub fn save_screenshot(&self, path: &Path) -> Result<(), String> {
+        let (width, height) = (self.width(), self.height());
+        if width <= 0 || height <= 0 {
+            return Err("the window has no size".into());
+        }
+        let paintable = gtk::WidgetPaintable::new(Some(self));
+        let snapshot = gtk::Snapshot::new();
+        paintable.snapshot(&snapshot, f64::from(width), f64::from(height));
+        let node = snapshot
+            .to_node()
+            .ok_or_else(|| "nothing was drawn".to_string())?;
+        let renderer = self
+            .native()
+            .and_then(|native| native.renderer())
+            .ok_or_else(|| "the window has no renderer".to_string())?;
+        let bounds = gtk::graphene::Rect::new(0.0, 0.0, width as f32, height as f32);
+        let texture = renderer.render_texture(&node, Some(&bounds));
+        texture
+            .save_to_png(path)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    }
+
+    fn load_window_size(&self, app: &PtApplication) {
+        match size_settings(app) {
+            Some(s) => {
+                let (w, h) = (s.int("window-width"), s.int("window-height"));
+                if w > 0 && h > 0 {
+                    self.set_default_size(w, h);
+                } else {
+                    self.set_default_size(DEFAULT_WIDTH, DEFAULT_HEIGHT);
+                }
+                if s.boolean("is-maximized") {
+                    self.maximize();
+                }
+            }
+            None => self.set_default_size(DEFAULT_WIDTH, DEFAULT_HEIGHT),
+        }
+    }
+
+    fn save_window_size(&self) {
+        let Some(s) = self.app().as_ref().and_then(size_settings) else {
+            return;
+        };
+        let (w, h) = self.default_size();
+        let results = [
+            s.set_int("window-width", w),
+            s.set_int("window-height", h),
+            s.set_boolean("is-maximized", self.is_maximized()),
+        ];
+        for r in results {
+            if let Err(e) = r {
+                tracing::warn!("cannot save the window size: {e}");
+            }
+        }
+    }
+}
+
+const SIZE_KEYS: [&str; 3] = ["window-width", "window-height", "is-maximized"];
+
+/// The settings, when the schema is installed and has the window size keys.
+fn size_settings(app: &PtApplication) -> Option<gio::Settings> {
+    if SIZE_KEYS.iter().all(|k| app.settings_with_key(k).is_some()) {
+        app.settings().cloned()
+    } else {
+        None
+    }
+}
+
+fn env_is_1(name: &str) -> bool {
+    std::env::var_os(name).is_some_and(|v| v == "1")
+}
