@@ -90,7 +90,9 @@ mod imp {
                     );
                     return ControlFlow::Break(glib::ExitCode::from(2));
                 }
-                self.root.replace(Some(root));
+                // Absolute, so messages say which directory is meant.
+                self.root
+                    .replace(Some(std::fs::canonicalize(&root).unwrap_or(root)));
             }
             if let Ok(Some(page)) = options.lookup::<String>("page") {
                 if !is_page_name(&page) {

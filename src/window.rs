@@ -2,7 +2,14 @@
 //!
 //! The host is scanned off the GTK thread once the window is on screen, and again on
 //! `win.refresh`. Window actions: `win.refresh`, `win.show-page` (a step name, or `groups`
-//! for the IOMMU groups of the Graphics card step), `win.search`, `win.back`.
+//! for the IOMMU groups of the Graphics card step), `win.search`, `win.search-for` (a text),
+//! `win.back`.
+//!
+//! Hooks for tests, read from the environment: `PASSTHROUGH_TEST_ACTIONS` (actions run after
+//! the first scan), `PASSTHROUGH_TEST_REPORT=1` (prints `ready: gpus=N checks=M page=NAME`),
+//! `PASSTHROUGH_TEST_SCREENSHOT=FILE.png` (saves the window, then quits) and
+//! `PASSTHROUGH_TIMING=1` (prints `first-window: MS` on stderr, and `first-frame-ns` on
+//! stdout for build-aux/bench, then quits).
 
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -43,6 +50,12 @@ pub struct Scan {
     pub report: HostReport,
     pub checks: Vec<Check>,
 }
+
+// A scan is made on a worker thread and handed to the GTK thread: it must be `Send`.
+const _: fn() = || {
+    fn is_send<T: Send>() {}
+    is_send::<Scan>();
+};
 
 const DEFAULT_WIDTH: i32 = 1100;
 const DEFAULT_HEIGHT: i32 = 720;
@@ -110,6 +123,16 @@ mod imp {
                 win.show_page("groups");
                 win.imp().gpu_page.focus_search();
             });
+            klass.install_action(
+                "win.search-for",
+                Some(glib::VariantTy::STRING),
+                |win, _, param| {
+                    if let Some(text) = param.and_then(|p| p.str()) {
+                        win.show_page("groups");
+                        win.imp().gpu_page.search_for(text);
+                    }
+                },
+            );
             klass.install_action("win.back", None, |win, _, _| {
                 let leaflet = &win.imp().leaflet;
                 if leaflet.is_folded() {
@@ -311,11 +334,12 @@ impl PtWindow {
             }
             Err(_) => {
                 tracing::error!("the host scan panicked");
+                self.toast(&gettext("Could not examine this computer"));
                 if first {
                     imp.system_page.set_failed();
                     imp.gpu_page.set_failed();
+                    self.after_first_scan();
                 }
-                self.toast(&gettext("Could not examine this computer"));
             }
         }
     }
@@ -324,16 +348,53 @@ impl PtWindow {
         self.imp().toast_overlay.add_toast(adw::Toast::new(text));
     }
 
-    /// Test hooks, run once the first scan is on screen.
+    /// Test hooks, run once the first scan is on screen: first the actions listed in
+    /// `PASSTHROUGH_TEST_ACTIONS`, then the report line and the screenshot.
     fn after_first_scan(&self) {
+        match std::env::var("PASSTHROUGH_TEST_ACTIONS") {
+            Ok(actions) if !actions.trim().is_empty() => {
+                glib::spawn_future_local(glib::clone!(
+                    #[weak(rename_to = win)]
+                    self,
+                    async move {
+                        win.run_test_actions(&actions).await;
+                        win.report_for_tests();
+                    }
+                ));
+            }
+            _ => self.report_for_tests(),
+        }
+    }
+
+    /// Activates detailed action names separated by `;` (`win.show-page::groups;win.refresh`),
+    /// one after the other, each once the scan it may have started is done.
+    async fn run_test_actions(&self, actions: &str) {
+        for item in actions.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+            match gio::Action::parse_detailed_name(item) {
+                Ok((name, target)) => {
+                    if let Err(e) = WidgetExt::activate_action(self, &name, target.as_ref()) {
+                        eprintln!("test action {item}: {e}");
+                    }
+                }
+                Err(e) => eprintln!("test action {item}: {e}"),
+            }
+            glib::timeout_future(Duration::from_millis(300)).await;
+            while self.imp().scanning.get() {
+                glib::timeout_future(Duration::from_millis(50)).await;
+            }
+        }
+    }
+
+    fn report_for_tests(&self) {
         if env_is_1("PASSTHROUGH_TEST_REPORT") {
-            if let Some(scan) = self.imp().scan.borrow().as_ref() {
-                println!(
+            match self.imp().scan.borrow().as_ref() {
+                Some(scan) => println!(
                     "ready: gpus={} checks={} page={}",
                     scan.report.gpus.len(),
                     scan.checks.len(),
                     self.visible_page()
-                );
+                ),
+                None => println!("scan-failed: page={}", self.visible_page()),
             }
         }
         if let Some(path) =
@@ -345,21 +406,43 @@ impl PtWindow {
                 glib::clone!(
                     #[weak(rename_to = win)]
                     self,
-                    move || {
-                        match win.save_screenshot(&path) {
-                            Ok(()) => println!("screenshot: {}", path.display()),
-                            Err(e) => {
-                                eprintln!("screenshot failed: {e}");
-                                std::process::exit(1);
-                            }
-                        }
-                        if let Some(app) = win.app() {
-                            app.quit();
-                        }
-                    }
+                    move || win.take_screenshot_and_quit(path)
                 ),
             );
         }
+    }
+
+    /// Saves a screenshot and quits. A window that is being laid out again has nothing to
+    /// draw for a moment, so this tries again for a few seconds before it gives up.
+    fn take_screenshot_and_quit(&self, path: PathBuf) {
+        let mut attempts = 0;
+        glib::timeout_add_local(
+            Duration::from_millis(100),
+            glib::clone!(
+                #[weak(rename_to = win)]
+                self,
+                #[upgrade_or]
+                glib::ControlFlow::Break,
+                move || {
+                    attempts += 1;
+                    match win.save_screenshot(&path) {
+                        Ok(()) => println!("screenshot: {}", path.display()),
+                        Err(e) if attempts < 50 => {
+                            tracing::debug!("screenshot not ready: {e}");
+                            return glib::ControlFlow::Continue;
+                        }
+                        Err(e) => {
+                            eprintln!("screenshot failed: {e}");
+                            std::process::exit(1);
+                        }
+                    }
+                    if let Some(app) = win.app() {
+                        app.quit();
+                    }
+                    glib::ControlFlow::Break
+                }
+            ),
+        );
     }
 
     /// Renders the window as it is on screen into a PNG file.

@@ -131,6 +131,14 @@ impl PtGpuPage {
         self.imp().search_entry.grab_focus();
     }
 
+    /// Shows the groups that match `text`, as if it had been typed in the search entry.
+    pub fn search_for(&self, text: &str) {
+        self.show_view(GpuView::Groups);
+        self.imp().search_entry.set_text(text);
+        // The entry reports changes after a delay; filter now.
+        self.apply_filter();
+    }
+
     pub fn set_failed(&self) {
         self.imp().state.set_visible_child_name("failed");
     }
@@ -142,9 +150,9 @@ impl PtGpuPage {
         while let Some(child) = imp.cards_box.first_child() {
             imp.cards_box.remove(&child);
         }
-        // The cards that can be passed through first, then by address.
+        // The cards that can be passed through first, the boot GPU after the others.
         let mut gpus: Vec<_> = report.gpus.iter().collect();
-        gpus.sort_by_key(|g| (Tone::from(g.verdict), g.address));
+        gpus.sort_by_key(|g| (Tone::from(g.verdict), g.boot_vga, g.address));
         for gpu in gpus {
             imp.cards_box.append(&PtGpuCard::new(gpu, &report.pci));
         }

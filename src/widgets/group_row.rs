@@ -63,8 +63,7 @@ impl PtGroupRow {
             devices.len() as u32,
             &[("group", &group_s)],
         ));
-        let names: Vec<String> = devices.iter().map(|d| d.short_name()).collect();
-        row.set_subtitle(&glib::markup_escape_text(&names.join(", ")));
+        row.set_subtitle(&glib::markup_escape_text(&summary(devices)));
 
         let has_gpu = devices.iter().any(|d| d.is_gpu());
         imp.has_gpu.set(has_gpu);
@@ -97,6 +96,32 @@ impl PtGroupRow {
     pub fn matches(&self, query: &str) -> bool {
         query.is_empty() || matches_haystack(&self.imp().haystack.borrow(), query)
     }
+}
+
+/// The names of the group's devices, graphics cards first, at most three.
+fn summary(devices: &[&PciDevice]) -> String {
+    const SHOWN: usize = 3;
+    let mut names: Vec<String> = Vec::new();
+    let gpus_first = devices
+        .iter()
+        .filter(|d| d.is_gpu())
+        .chain(devices.iter().filter(|d| !d.is_gpu()));
+    for d in gpus_first {
+        let name = d.short_name();
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    if names.len() <= SHOWN {
+        return names.join(", ");
+    }
+    let more = (names.len() - SHOWN) as u32;
+    ngettext_f(
+        "{names} and {n} more",
+        "{names} and {n} more",
+        more,
+        &[("names", &names[..SHOWN].join(", "))],
+    )
 }
 
 /// A row for one device: its lspci line; graphics cards marked, bridges dimmed.
