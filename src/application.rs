@@ -222,8 +222,13 @@ impl PtApplication {
     }
 
     fn setup_actions(&self) {
+        // Closing the windows (rather than `quit()`) lets them save their size first.
         let quit = gio::ActionEntry::builder("quit")
-            .activate(|app: &Self, _, _| app.quit())
+            .activate(|app: &Self, _, _| {
+                for window in app.windows() {
+                    window.close();
+                }
+            })
             .build();
         let about = gio::ActionEntry::builder("about")
             .activate(|app: &Self, _, _| app.show_about())
