@@ -1,0 +1,3 @@
+fn main() -> gtk::glib::ExitCode {
+    passthrough::run()
+}
