@@ -29,7 +29,10 @@ pub fn report_first_frame(window: &impl IsA<gtk::Window>, quit: bool) {
             let win = w.clone();
             let handler2 = handler.clone();
             let id = clock.connect_after_paint(move |clock| {
-                let ns = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+                let ns = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or(0);
                 println!("first-frame-ns: {ns} rss-kb: {}", rss_kib().unwrap_or(0));
                 if let Some(id) = handler2.borrow_mut().take() {
                     clock.disconnect(id);

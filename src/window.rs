@@ -92,6 +92,8 @@ mod imp {
         /// The last scan shown.
         pub(super) scan: RefCell<Option<Rc<Scan>>>,
         pub(super) scanning: Cell<bool>,
+        /// Completed scans, reported to tests so they can tell a refresh happened.
+        pub(super) scans_done: Cell<u32>,
         pub(super) mapped_once: Cell<bool>,
     }
 
@@ -322,6 +324,7 @@ impl PtWindow {
 
         match result {
             Ok(scan) => {
+                imp.scans_done.set(imp.scans_done.get() + 1);
                 let scan = Rc::new(scan);
                 imp.system_page.set_scan(&scan);
                 imp.gpu_page.set_scan(&scan);
@@ -389,10 +392,11 @@ impl PtWindow {
         if env_is_1("PASSTHROUGH_TEST_REPORT") {
             match self.imp().scan.borrow().as_ref() {
                 Some(scan) => println!(
-                    "ready: gpus={} checks={} page={}",
+                    "ready: gpus={} checks={} page={} scans={}",
                     scan.report.gpus.len(),
                     scan.checks.len(),
-                    self.visible_page()
+                    self.visible_page(),
+                    self.imp().scans_done.get()
                 ),
                 None => println!("scan-failed: page={}", self.visible_page()),
             }

@@ -10,9 +10,19 @@ fn top() -> PathBuf {
 }
 
 fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{cmd:?} failed ({}):\n{text}", out.status);
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{text}",
+        out.status
+    );
     text
 }
 
@@ -37,7 +47,10 @@ fn desktop_file_validates_and_is_translated() {
     let text = run(Command::new("desktop-file-validate").arg(&desktop));
     assert!(!text.contains("error"), "{text}");
     let content = std::fs::read_to_string(&desktop).unwrap();
-    assert!(content.contains("Name[zh_CN]=显卡直通"), "the app's Chinese name is fixed by DESIGN.md:\n{content}");
+    assert!(
+        content.contains("Name[zh_CN]=显卡直通"),
+        "the app's Chinese name is fixed by DESIGN.md:\n{content}"
+    );
     assert!(content.contains(&format!("Icon={APP_ID}")));
 }
 
@@ -45,13 +58,24 @@ fn desktop_file_validates_and_is_translated() {
 fn metainfo_validates_pedantically() {
     let dir = tempfile::tempdir().unwrap();
     let meta = translated(&format!("{APP_ID}.metainfo.xml.in"), "--xml", dir.path());
-    run(Command::new("appstreamcli").args(["validate", "--no-net", "--pedantic"]).arg(&meta));
+    run(Command::new("appstreamcli")
+        .args(["validate", "--no-net", "--pedantic"])
+        .arg(&meta));
     let content = std::fs::read_to_string(&meta).unwrap();
-    assert!(content.contains("xml:lang=\"zh_CN\""), "metainfo carries the Chinese translation");
+    assert!(
+        content.contains("xml:lang=\"zh_CN\""),
+        "metainfo carries the Chinese translation"
+    );
     // Every screenshot it names is in the repository, produced by the UI tests.
     for line in content.lines().filter(|l| l.contains("<image>")) {
-        let url = line.trim().trim_start_matches("<image>").trim_end_matches("</image>");
-        let file = url.rsplit_once("/main/").expect("screenshot URL points into the repository").1;
+        let url = line
+            .trim()
+            .trim_start_matches("<image>")
+            .trim_end_matches("</image>");
+        let file = url
+            .rsplit_once("/main/")
+            .expect("screenshot URL points into the repository")
+            .1;
         assert!(top().join(file).is_file(), "screenshot {file} is missing");
     }
 }
@@ -59,22 +83,36 @@ fn metainfo_validates_pedantically() {
 #[test]
 fn gschema_compiles_strictly() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(top().join(format!("data/{APP_ID}.gschema.xml")), dir.path().join(format!("{APP_ID}.gschema.xml")))
-        .unwrap();
-    run(Command::new("glib-compile-schemas").args(["--strict", "--dry-run"]).arg(dir.path()));
+    std::fs::copy(
+        top().join(format!("data/{APP_ID}.gschema.xml")),
+        dir.path().join(format!("{APP_ID}.gschema.xml")),
+    )
+    .unwrap();
+    run(Command::new("glib-compile-schemas")
+        .args(["--strict", "--dry-run"])
+        .arg(dir.path()));
 }
 
 #[test]
 fn icons_are_valid_svg_and_render() {
     let dir = tempfile::tempdir().unwrap();
     for (path, size) in [
-        (format!("data/icons/hicolor/scalable/apps/{APP_ID}.svg"), "128"),
-        (format!("data/icons/hicolor/symbolic/apps/{APP_ID}-symbolic.svg"), "16"),
+        (
+            format!("data/icons/hicolor/scalable/apps/{APP_ID}.svg"),
+            "128",
+        ),
+        (
+            format!("data/icons/hicolor/symbolic/apps/{APP_ID}-symbolic.svg"),
+            "16",
+        ),
     ] {
         let svg = top().join(&path);
         run(Command::new("xmllint").arg("--noout").arg(&svg));
         let png = dir.path().join("icon.png");
-        run(Command::new("rsvg-convert").args(["-w", size, "-h", size, "-o"]).arg(&png).arg(&svg));
+        run(Command::new("rsvg-convert")
+            .args(["-w", size, "-h", size, "-o"])
+            .arg(&png)
+            .arg(&svg));
         let bytes = std::fs::read(&png).unwrap();
         assert_eq!(&bytes[1..4], b"PNG", "{path} renders to a PNG");
     }
@@ -95,5 +133,8 @@ fn ui_files_are_well_formed() {
             }
         }
     }
-    assert!(found >= 3, "the window and its pages have .ui templates ({found} found)");
+    assert!(
+        found >= 3,
+        "the window and its pages have .ui templates ({found} found)"
+    );
 }

@@ -32,8 +32,17 @@ fn potfiles() -> Vec<String> {
 
 /// Rust string literals given to the gettext helpers (first argument).
 fn rust_msgids(text: &str) -> Vec<String> {
-    let re = regex::Regex::new(r#"\b(?:gettext|gettext_f|ngettext|ngettext_f)\(\s*"((?:[^"\\]|\\.)*)""#).unwrap();
-    re.captures_iter(text).map(|c| c[1].replace("\\\"", "\"").replace("\\n", "\n")).collect()
+    let re =
+        regex::Regex::new(r#"\b(?:gettext|gettext_f|ngettext|ngettext_f)\(\s*"((?:[^"\\]|\\.)*)""#)
+            .unwrap();
+    let code: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    re.captures_iter(&code)
+        .map(|c| c[1].replace("\\\"", "\"").replace("\\n", "\n"))
+        .collect()
 }
 
 fn has_strings(path: &Path, text: &str) -> bool {
@@ -53,9 +62,16 @@ fn potfiles_lists_exactly_the_files_with_strings() {
     walk(&top().join("data"), &mut files);
     let mut want = BTreeSet::new();
     for f in files {
-        let Ok(text) = std::fs::read_to_string(&f) else { continue };
+        let Ok(text) = std::fs::read_to_string(&f) else {
+            continue;
+        };
         if has_strings(&f, &text) {
-            want.insert(f.strip_prefix(top()).unwrap().to_string_lossy().into_owned());
+            want.insert(
+                f.strip_prefix(top())
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned(),
+            );
         }
     }
     let listed = potfiles();
@@ -65,8 +81,14 @@ fn potfiles_lists_exactly_the_files_with_strings() {
     let listed: BTreeSet<String> = listed.into_iter().collect();
     let missing: Vec<_> = want.difference(&listed).collect();
     let stale: Vec<_> = listed.difference(&want).collect();
-    assert!(missing.is_empty(), "files with strings missing from po/POTFILES.in: {missing:?}");
-    assert!(stale.is_empty(), "po/POTFILES.in lists files without strings: {stale:?}");
+    assert!(
+        missing.is_empty(),
+        "files with strings missing from po/POTFILES.in: {missing:?}"
+    );
+    assert!(
+        stale.is_empty(),
+        "po/POTFILES.in lists files without strings: {stale:?}"
+    );
 }
 
 fn fresh_pot(dir: &Path) -> String {
@@ -74,16 +96,32 @@ fn fresh_pot(dir: &Path) -> String {
     let copy = dir.join("tree");
     std::fs::create_dir_all(&copy).unwrap();
     for sub in ["src", "data", "po", "build-aux"] {
-        let ok = Command::new("cp").arg("-r").arg(top().join(sub)).arg(&copy).status().unwrap().success();
+        let ok = Command::new("cp")
+            .arg("-r")
+            .arg(top().join(sub))
+            .arg(&copy)
+            .status()
+            .unwrap()
+            .success();
         assert!(ok, "cannot copy {sub}");
     }
-    let out = Command::new("bash").arg(copy.join("build-aux/po-update")).output().unwrap();
-    assert!(out.status.success(), "po-update failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("bash")
+        .arg(copy.join("build-aux/po-update"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "po-update failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     std::fs::read_to_string(copy.join("po/passthrough.pot")).unwrap()
 }
 
 fn unescape_po(s: &str) -> String {
-    s.replace("\\\"", "\"").replace("\\n", "\n").replace("\\t", "\t").replace("\\\\", "\\")
+    s.replace("\\\"", "\"")
+        .replace("\\n", "\n")
+        .replace("\\t", "\t")
+        .replace("\\\\", "\\")
 }
 
 /// msgids of a .po/.pot file (multi-line strings joined).
@@ -118,18 +156,33 @@ fn every_rust_string_is_extracted_and_zh_cn_is_complete_and_current() {
             }
         }
     }
-    assert!(lost.is_empty(), "xgettext did not extract these strings:\n{}", lost.join("\n"));
+    assert!(
+        lost.is_empty(),
+        "xgettext did not extract these strings:\n{}",
+        lost.join("\n")
+    );
 
     // The merged catalog (what po-update produced in the copy) is complete: the checked-in
     // zh_CN.po has a translation for every current string, none fuzzy.
     let merged = dir.path().join("tree/po/zh_CN.po");
-    let out = Command::new("msgfmt").args(["--check", "--statistics", "-o", "/dev/null"]).arg(&merged).output().unwrap();
+    let out = Command::new("msgfmt")
+        .args(["--check", "--statistics", "-o", "/dev/null"])
+        .arg(&merged)
+        .output()
+        .unwrap();
     let stats = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "msgfmt --check: {stats}");
-    assert!(!stats.contains("untranslated") && !stats.contains("fuzzy"), "po/zh_CN.po is incomplete: {stats}");
+    assert!(
+        !stats.contains("untranslated") && !stats.contains("fuzzy"),
+        "po/zh_CN.po is incomplete: {stats}"
+    );
     let checked_in = std::fs::read_to_string(top().join("po/zh_CN.po")).unwrap();
-    let stale: Vec<_> = extracted.difference(&po_msgids(&checked_in)).collect();
-    assert!(stale.is_empty(), "po/zh_CN.po lacks current strings (run build-aux/po-update): {stale:?}");
+    let translated = po_msgids(&checked_in);
+    let stale: Vec<_> = extracted.difference(&translated).collect();
+    assert!(
+        stale.is_empty(),
+        "po/zh_CN.po lacks current strings (run build-aux/po-update): {stale:?}"
+    );
 }
 
 #[test]
@@ -157,7 +210,9 @@ fn zh_cn_keeps_placeholders() {
             strs.clear();
             id = r.trim_end_matches('"').to_owned();
             mode = "id";
-        } else if line.starts_with("msgid_plural") {
+        } else if let Some(r) = line.strip_prefix("msgid_plural \"") {
+            // One plural form in Chinese: it must carry the plural's placeholders ({n}).
+            id = r.trim_end_matches('"').to_owned();
             mode = "plural";
         } else if let Some(r) = line.strip_prefix("msgstr") {
             mode = "str";
@@ -165,7 +220,7 @@ fn zh_cn_keeps_placeholders() {
             strs.push_str(r.trim_end_matches('"'));
         } else if let Some(r) = line.strip_prefix('"') {
             match mode {
-                "id" => id.push_str(r.trim_end_matches('"')),
+                "id" | "plural" => id.push_str(r.trim_end_matches('"')),
                 "str" => strs.push_str(r.trim_end_matches('"')),
                 _ => {}
             }

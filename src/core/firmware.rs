@@ -131,11 +131,9 @@ fn parse_descriptor(text: &str) -> Result<Option<Firmware>, String> {
                 })
     });
     let features = strings("features");
-    if !x86_q35
-        || features
-            .iter()
-            .any(|f| f.starts_with("amd-sev") || *f == "intel-tdx")
-    {
+    // "amd-sev" among the features means the build supports SEV, not that it needs it
+    // (Debian's Secure Boot builds list it); only the q35 x86_64 target matters here.
+    if !x86_q35 {
         return Ok(None);
     }
     let mapping = v.get("mapping").ok_or("no mapping")?;

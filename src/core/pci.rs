@@ -342,6 +342,8 @@ impl PciScan {
         for dev in self.devices.iter_mut().filter(|d| d.iommu_group.is_none()) {
             if let Some(&group) = by_address.get(&dev.address) {
                 dev.iommu_group = Some(group);
+            } else if matches!(dev.class16(), Some(0x0600 | 0x0806)) {
+                // The root complex and the IOMMU itself are never in a group; that is normal.
             } else {
                 dev.notes.push(Note::warning(
                     "no-iommu-group",
@@ -472,7 +474,8 @@ fn read_device(root: &HostRoot, address: PciAddress, groups: &HashSet<u32>) -> P
     let attr = |name: &str, required: bool| -> Option<String> {
         match root.read_attr(format!("{entry}/{name}")) {
             Ok(v) if !v.is_empty() => Some(v),
-            Ok(_) | Err(_) if !required => None,
+            // Optional attributes are absent on many devices (no PCIe link, no reset).
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => None,
             Ok(_) => {
                 problems.borrow_mut().push(Note::warning(
                     "sysfs-empty",

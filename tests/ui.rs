@@ -1,0 +1,252 @@
+//! The real app under Xvfb (build-aux/test starts it with xvfb-run and dbus-run-session):
+//! screenshots in English and Chinese, driven through its actions.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn top() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn fixture(name: &str) -> String {
+    top()
+        .join("tests/fixtures/roots")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn app(lang: &str) -> Command {
+    assert!(
+        std::env::var_os("DISPLAY").is_some(),
+        "the UI tests need an X display: run them through build-aux/test (xvfb-run)"
+    );
+    let share = top().join("target/dev/share");
+    assert!(
+        share
+            .join("locale/zh_CN/LC_MESSAGES/passthrough.mo")
+            .is_file(),
+        "run build-aux/dev-data first"
+    );
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_passthrough"));
+    cmd.env(
+        "XDG_DATA_DIRS",
+        format!("{}:/usr/local/share:/usr/share", share.display()),
+    )
+    .env("PASSTHROUGH_LOCALEDIR", share.join("locale"))
+    .env("GTK_A11Y", "none")
+    .env("NO_AT_BRIDGE", "1")
+    .env_remove("LC_ALL")
+    .env_remove("LANG")
+    .env_remove("LC_MESSAGES");
+    match lang {
+        "zh_CN" => cmd.env("LANGUAGE", "zh_CN").env("LANG", "zh_CN.UTF-8"),
+        _ => cmd.env("LANGUAGE", "en").env("LANG", "C.UTF-8"),
+    };
+    cmd
+}
+
+/// Waits for the child with a deadline; kills it when the deadline passes.
+fn wait(mut child: Child, limit: Duration) -> (std::process::ExitStatus, String) {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut out = String::new();
+            if let Some(mut s) = child.stdout.take() {
+                std::io::Read::read_to_string(&mut s, &mut out).unwrap();
+            }
+            return (status, out);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the app did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn png_size(path: &Path) -> (u32, u32) {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[1..4], b"PNG", "{} is a PNG", path.display());
+    let be = |o: usize| u32::from_be_bytes(bytes[o..o + 4].try_into().unwrap());
+    (be(16), be(20))
+}
+
+/// Distinct colours in the picture (imagemagick): a blank or half-drawn window has few.
+fn colours(path: &Path) -> u32 {
+    let out = Command::new("identify")
+        .args(["-format", "%k"])
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+fn screenshot(lang: &str, root: &str, page: &str, name: &str, actions: Option<&str>) -> PathBuf {
+    let dir = top().join("target/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}-{lang}.png"));
+    let _ = std::fs::remove_file(&path);
+    let mut cmd = app(lang);
+    cmd.env("PASSTHROUGH_TEST_SCREENSHOT", &path)
+        .args(["--root", root, "--page", page]);
+    if let Some(a) = actions {
+        cmd.env("PASSTHROUGH_TEST_ACTIONS", a);
+    }
+    let child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    let (status, out) = wait(child, Duration::from_secs(60));
+    assert!(status.success(), "{name}/{lang}: {status} {out}");
+    assert!(
+        out.contains(&format!("screenshot: {}", path.display())),
+        "{out}"
+    );
+    let (w, h) = png_size(&path);
+    assert!(w >= 800 && h >= 600, "{name}/{lang}: {w}x{h}");
+    assert!(
+        colours(&path) > 200,
+        "{name}/{lang}: the window looks empty"
+    );
+    path
+}
+
+#[test]
+fn screenshots_of_the_first_two_steps_in_english_and_chinese() {
+    let b550 = fixture("b550-blog");
+    for lang in ["en", "zh_CN"] {
+        screenshot(lang, &b550, "system", "system", None);
+        screenshot(lang, &b550, "gpu", "gpu", None);
+        screenshot(
+            lang,
+            &b550,
+            "gpu",
+            "groups",
+            Some("win.show-page::groups;win.search-for::15"),
+        );
+    }
+    screenshot("en", &fixture("iommu-off"), "gpu", "iommu-off", None);
+    screenshot("en", &fixture("broken-tree"), "system", "broken-tree", None);
+    screenshot("en", "/", "system", "this-machine", None);
+}
+
+/// Starts the app with the report hook, waits for its `ready:` line, runs `check` while it
+/// is up, then stops it by PID.
+fn with_running_app(cmd: &mut Command, check: impl FnOnce(&str, u32)) {
+    let mut child = cmd
+        .env("PASSTHROUGH_TEST_REPORT", "1")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.starts_with("ready:") || line.starts_with("scan-failed") {
+                let _ = tx.send(line);
+            }
+        }
+    });
+    let line = rx.recv_timeout(Duration::from_secs(60));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let line = line.expect("the app reports ready");
+        check(&line, pid);
+    }));
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
+
+fn field(line: &str, key: &str) -> String {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{key}=")))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn the_app_shows_what_passthroughctl_finds() {
+    for fixture_name in [
+        "b550-blog",
+        "iommu-off",
+        "two-identical-gpus",
+        "nvidia-3d-controller",
+    ] {
+        let root = fixture(fixture_name);
+        let report = passthrough_core::HostReport::scan(
+            &passthrough_core::HostRoot::new(&root),
+            &passthrough_core::ScanOptions::default(),
+        );
+        let checks = passthrough_core::checks::run(&report);
+        with_running_app(
+            app("en").args(["--root", &root, "--page", "gpu"]),
+            |line, _| {
+                assert_eq!(
+                    field(line, "gpus"),
+                    report.gpus.len().to_string(),
+                    "{fixture_name}: {line}"
+                );
+                assert_eq!(
+                    field(line, "checks"),
+                    checks.len().to_string(),
+                    "{fixture_name}: {line}"
+                );
+                assert_eq!(field(line, "page"), "gpu");
+            },
+        );
+    }
+}
+
+#[test]
+fn actions_switch_steps_and_refresh_rescans() {
+    let root = fixture("b550-blog");
+    let mut cmd = app("en");
+    cmd.args(["--root", &root]).env(
+        "PASSTHROUGH_TEST_ACTIONS",
+        "win.show-page::network;win.refresh",
+    );
+    with_running_app(&mut cmd, |line, _| {
+        assert_eq!(field(line, "page"), "network", "{line}");
+        assert_eq!(
+            field(line, "scans"),
+            "2",
+            "refresh scanned the host again: {line}"
+        );
+    });
+}
+
+#[test]
+fn the_window_title_is_translated() {
+    for (lang, title) in [("en", "Passthrough"), ("zh_CN", "显卡直通")] {
+        let root = fixture("b550-blog");
+        with_running_app(app(lang).args(["--root", &root]), |_, pid| {
+            let out = Command::new("xdotool")
+                .args(["search", "--pid", &pid.to_string(), "--name", title])
+                .output()
+                .unwrap();
+            let ids = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                !ids.trim().is_empty(),
+                "{lang}: no window titled {title:?} for pid {pid}"
+            );
+        });
+    }
+}
+
+#[test]
+fn bad_arguments_exit_2_without_a_window() {
+    let out = app("en")
+        .args(["--root", "/nonexistent/root"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let out = app("en").args(["--page", "nowhere"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
