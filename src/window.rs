@@ -288,14 +288,34 @@ impl PtWindow {
     }
 
     /// Starts the first scan; call after `present()`.
+    /// Starts the first scan once the window's first frame is on screen, so the window
+    /// appears as fast as an empty one and fills in a moment later.
     pub fn start_first_scan(&self) {
-        glib::spawn_future_local(glib::clone!(
+        let start = glib::clone!(
             #[weak(rename_to = win)]
             self,
-            async move {
-                win.scan().await;
+            move || {
+                glib::spawn_future_local(async move { win.scan().await });
             }
-        ));
+        );
+        match self.frame_clock() {
+            Some(clock) => {
+                let handler: Rc<std::cell::RefCell<Option<glib::SignalHandlerId>>> = Rc::default();
+                let start = std::cell::Cell::new(Some(start));
+                let h = handler.clone();
+                let id = clock.connect_after_paint(move |clock| {
+                    if let Some(id) = h.borrow_mut().take() {
+                        clock.disconnect(id);
+                    }
+                    if let Some(start) = start.take() {
+                        start();
+                    }
+                });
+                handler.replace(Some(id));
+            }
+            // Not realized (cannot happen after present(), but never lose the scan).
+            None => start(),
+        }
     }
 
     /// Reads the host again off the GTK thread and shows the result in every page.
