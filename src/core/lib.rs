@@ -15,6 +15,7 @@ pub mod libvirt;
 pub mod markdown;
 pub mod note;
 pub mod pci;
+pub mod plan;
 pub mod report;
 pub mod root;
 
