@@ -4,6 +4,7 @@
 //! fixture directory (`--root DIR`) and see that machine instead of this one.
 
 pub mod boot;
+pub mod bootcfg;
 pub mod checks;
 pub mod cmdline;
 pub mod cpu;

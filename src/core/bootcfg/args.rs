@@ -1,0 +1,299 @@
+//! Kernel arguments as words with a place in their file: splitting a value the way the
+//! kernel does, applying ops while remembering where each word came from, and splicing the
+//! result back so that kept words keep their bytes.
+
+use super::{EditError, KargOp};
+use crate::cmdline::normalize_key;
+use crate::i18n::gettext_f;
+
+/// One character of a value after any quoting of its file was taken off, with the bytes of
+/// the file it came from (`start..end`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ch {
+    pub c: char,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// A kernel argument and the bytes of the file it was read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SrcWord {
+    pub text: String,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// An argument after the ops: an original word kept as written, an original word's place
+/// taken by a new text (`SetKey` in place), or a new word.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Item {
+    Kept(usize),
+    Replaced(usize, String),
+    Added(String),
+}
+
+impl Item {
+    pub fn text<'a>(&'a self, words: &'a [String]) -> &'a str {
+        match self {
+            Item::Kept(i) => &words[*i],
+            Item::Replaced(_, s) | Item::Added(s) => s,
+        }
+    }
+
+    /// The index of the original word whose place this item holds.
+    pub fn origin(&self) -> Option<usize> {
+        match self {
+            Item::Kept(i) | Item::Replaced(i, _) => Some(*i),
+            Item::Added(_) => None,
+        }
+    }
+
+    /// The text of an item that is not an original word as written.
+    pub fn new_text(&self) -> Option<&str> {
+        match self {
+            Item::Kept(_) => None,
+            Item::Replaced(_, s) | Item::Added(s) => Some(s),
+        }
+    }
+
+    /// The same item with its origin moved by `-offset` (for a slice of the words).
+    pub fn shifted(&self, offset: usize) -> Item {
+        match self {
+            Item::Kept(i) => Item::Kept(i - offset),
+            Item::Replaced(i, s) => Item::Replaced(i - offset, s.clone()),
+            Item::Added(s) => Item::Added(s.clone()),
+        }
+    }
+}
+
+/// The kernel's whitespace (`isspace`).
+pub(crate) fn is_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\x0b' | '\x0c' | '\r')
+}
+
+/// The characters of a text that has no quoting of its own, at `base` in the file.
+pub(crate) fn plain_chars(text: &str, base: usize) -> Vec<Ch> {
+    text.char_indices()
+        .map(|(i, c)| Ch {
+            c,
+            start: base + i,
+            end: base + i + c.len_utf8(),
+        })
+        .collect()
+}
+
+/// A value that the kernel would split differently from what an editor can see: a double
+/// quote or a `${` that is never closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Unbalanced;
+
+/// Splits like the kernel: whitespace separates arguments, except inside double quotes
+/// (which stay part of the word). A shell expansion `${…}` also stays one word.
+pub(crate) fn split_words(chars: &[Ch]) -> Result<Vec<SrcWord>, Unbalanced> {
+    let mut words = Vec::new();
+    let mut current: Option<SrcWord> = None;
+    let mut in_quotes = false;
+    let mut braces = 0usize;
+    for (k, ch) in chars.iter().enumerate() {
+        if is_space(ch.c) && !in_quotes && braces == 0 {
+            words.extend(current.take());
+            continue;
+        }
+        match ch.c {
+            '"' if braces == 0 => in_quotes = !in_quotes,
+            '{' if braces > 0 || (k > 0 && chars[k - 1].c == '$') => braces += 1,
+            '}' if braces > 0 => braces -= 1,
+            _ => {}
+        }
+        let word = current.get_or_insert_with(|| SrcWord {
+            text: String::new(),
+            start: ch.start,
+            end: ch.end,
+        });
+        word.text.push(ch.c);
+        word.end = ch.end;
+    }
+    if in_quotes || braces > 0 {
+        return Err(Unbalanced);
+    }
+    words.extend(current);
+    Ok(words)
+}
+
+/// The texts of the words.
+pub(crate) fn texts(words: &[SrcWord]) -> Vec<String> {
+    words.iter().map(|w| w.text.clone()).collect()
+}
+
+/// The key of an argument (`a.b` of `a.b=c`), normalized.
+fn key_of(word: &str) -> String {
+    normalize_key(word.split_once('=').map_or(word, |(k, _)| k))
+}
+
+/// `key` or `key=value`.
+fn set_word(key: &str, value: Option<&str>) -> String {
+    match value {
+        Some(v) => format!("{key}={v}"),
+        None => key.to_owned(),
+    }
+}
+
+/// [`super::apply_ops`], remembering where each word came from.
+pub(crate) fn apply_tracked(words: &[String], ops: &[KargOp]) -> Vec<Item> {
+    let end = words.iter().position(|w| w == "--").unwrap_or(words.len());
+    let mut items: Vec<Item> = (0..end).map(Item::Kept).collect();
+    for op in ops {
+        apply_one(&mut items, words, op);
+    }
+    items.extend((end..words.len()).map(Item::Kept));
+    items
+}
+
+fn apply_one(items: &mut Vec<Item>, words: &[String], op: &KargOp) {
+    match op {
+        KargOp::SetKey { key, value } => {
+            let norm = normalize_key(key);
+            let wanted = set_word(key, value.as_deref());
+            let value = value.as_deref();
+            let same = |w: &str| key_of(w) == norm && w.split_once('=').map(|(_, v)| v) == value;
+            keep_one(items, words, |w| key_of(w) == norm, same, wanted);
+        }
+        KargOp::RemoveKey { key } => {
+            let key = normalize_key(key);
+            items.retain(|it| key_of(it.text(words)) != key);
+        }
+        KargOp::AddExact { arg } => keep_one(items, words, |w| w == arg, |w| w == arg, arg.clone()),
+        KargOp::RemoveExact { arg } => items.retain(|it| it.text(words) != arg),
+    }
+}
+
+/// Leaves exactly one item matching `pred`: the first match, rewritten to `wanted` unless
+/// it already says the same (`same`), or `wanted` as a new item at the end.
+fn keep_one(
+    items: &mut Vec<Item>,
+    words: &[String],
+    pred: impl Fn(&str) -> bool,
+    same: impl Fn(&str) -> bool,
+    wanted: String,
+) {
+    let Some(first) = items.iter().position(|it| pred(it.text(words))) else {
+        items.push(Item::Added(wanted));
+        return;
+    };
+    let mut k = 0;
+    items.retain(|it| {
+        k += 1;
+        k - 1 == first || !pred(it.text(words))
+    });
+    if !same(items[first].text(words)) {
+        items[first] = match items[first].origin() {
+            Some(i) => Item::Replaced(i, wanted),
+            None => Item::Added(wanted),
+        };
+    }
+}
+
+/// Whether a word can be written into any of the files as one kernel argument: not empty,
+/// no whitespace or control characters, and none of the quoting characters of the files.
+fn is_safe_word(word: &str) -> bool {
+    !word.is_empty()
+        && word
+            .chars()
+            .all(|c| !c.is_control() && !is_space(c) && !"\"'\\`$".contains(c))
+}
+
+/// Refuses ops that would write something other than one plain kernel argument.
+pub(crate) fn validate_ops(file: &'static str, ops: &[KargOp]) -> Result<(), EditError> {
+    for op in ops {
+        let (written, ok) = match op {
+            KargOp::SetKey { key, value } => {
+                let word = set_word(key, value.as_deref());
+                let ok = !key.is_empty() && !key.contains('=') && is_safe_word(&word);
+                (word, ok)
+            }
+            KargOp::AddExact { arg } => (arg.clone(), is_safe_word(arg)),
+            KargOp::RemoveKey { .. } | KargOp::RemoveExact { .. } => continue,
+        };
+        if !ok {
+            return Err(EditError::new(
+                file,
+                None,
+                gettext_f(
+                    "“{arg}” is not a kernel argument Passthrough can write.",
+                    &[("arg", &written)],
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Rebuilds the text `src` of a value region whose words are `words` (spans relative to
+/// `src`) so that it holds `items`. Kept words keep their bytes and, between kept
+/// neighbours, the bytes that separated them; the space before the first word and after
+/// the last one stays (also when no word is left). New words are written by `render` and
+/// separated by one space.
+pub(crate) fn splice(
+    src: &str,
+    words: &[SrcWord],
+    items: &[Item],
+    render: impl Fn(&str) -> String,
+) -> String {
+    let (Some(first), Some(last)) = (words.first(), words.last()) else {
+        let new: Vec<String> = items
+            .iter()
+            .filter_map(Item::new_text)
+            .map(render)
+            .collect();
+        return new.join(" ");
+    };
+    let mut out = src[..first.start].to_owned();
+    let mut prev: Option<usize> = None;
+    for (k, item) in items.iter().enumerate() {
+        match (prev, item.origin()) {
+            (Some(p), Some(i)) if i == p + 1 => out.push_str(&src[words[p].end..words[i].start]),
+            _ if k > 0 => out.push(' '),
+            _ => {}
+        }
+        match item {
+            Item::Kept(i) => out.push_str(&src[words[*i].start..words[*i].end]),
+            Item::Replaced(_, s) | Item::Added(s) => out.push_str(&render(s)),
+        }
+        prev = item.origin();
+    }
+    out.push_str(&src[last.end..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(s: &str) -> Vec<String> {
+        split_words(&plain_chars(s, 0))
+            .unwrap()
+            .into_iter()
+            .map(|w| w.text)
+            .collect()
+    }
+
+    #[test]
+    fn splits_like_the_kernel() {
+        assert_eq!(
+            words("  a  b=\"x y\"\tc ${X:-p q} $Y"),
+            ["a", "b=\"x y\"", "c", "${X:-p q}", "$Y"]
+        );
+        assert_eq!(split_words(&plain_chars("a \"b", 0)), Err(Unbalanced));
+        assert_eq!(split_words(&plain_chars("${a", 0)), Err(Unbalanced));
+    }
+
+    #[test]
+    fn splice_keeps_separators_of_kept_neighbours() {
+        let src = " a  b   c ";
+        let w = split_words(&plain_chars(src, 0)).unwrap();
+        let items = vec![Item::Kept(0), Item::Kept(1), Item::Added("d".into())];
+        assert_eq!(splice(src, &w, &items, str::to_owned), " a  b d ");
+        let items = vec![Item::Kept(0), Item::Kept(2)];
+        assert_eq!(splice(src, &w, &items, str::to_owned), " a c ");
+    }
+}
