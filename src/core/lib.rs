@@ -19,6 +19,7 @@ pub mod pci;
 pub mod plan;
 pub mod report;
 pub mod root;
+pub mod transaction;
 
 pub use note::{Note, Severity};
 pub use report::{HostReport, ScanOptions};
