@@ -2,6 +2,8 @@
 //! kernel does, applying ops while remembering where each word came from, and splicing the
 //! result back so that kept words keep their bytes.
 
+use std::collections::{HashMap, VecDeque};
+
 use super::{EditError, KargOp};
 use crate::cmdline::normalize_key;
 use crate::i18n::gettext_f;
@@ -130,6 +132,16 @@ fn key_of(word: &str) -> String {
     normalize_key(word.split_once('=').map_or(word, |(k, _)| k))
 }
 
+/// Whether two words are the same argument: the kernel reads `-` and `_` in a parameter's
+/// name as one (`vfio-pci.ids=1` is `vfio_pci.ids=1`); values compare exactly.
+fn same_arg(a: &str, b: &str) -> bool {
+    a == b || (key_of(a) == key_of(b) && value_of(a) == value_of(b))
+}
+
+fn value_of(word: &str) -> Option<&str> {
+    word.split_once('=').map(|(_, v)| v)
+}
+
 /// `key` or `key=value`.
 fn set_word(key: &str, value: Option<&str>) -> String {
     match value {
@@ -139,58 +151,126 @@ fn set_word(key: &str, value: Option<&str>) -> String {
 }
 
 /// [`super::apply_ops`], remembering where each word came from.
+///
+/// First the ops run in order on the words before `--`, which fixes which arguments remain
+/// ([`simulate`]); then each remaining argument takes a place ([`place`]). Which arguments
+/// remain does not depend on where they were, and an argument that is already there keeps
+/// its place, so running the ops on their own result changes nothing.
 pub(crate) fn apply_tracked(words: &[String], ops: &[KargOp]) -> Vec<Item> {
     let end = words.iter().position(|w| w == "--").unwrap_or(words.len());
-    let mut items: Vec<Item> = (0..end).map(Item::Kept).collect();
-    for op in ops {
-        apply_one(&mut items, words, op);
-    }
+    let finals = simulate(&words[..end], ops);
+    let mut items = place(&words[..end], &finals);
     items.extend((end..words.len()).map(Item::Kept));
     items
 }
 
-fn apply_one(items: &mut Vec<Item>, words: &[String], op: &KargOp) {
-    match op {
-        KargOp::SetKey { key, value } => {
-            let norm = normalize_key(key);
-            let wanted = set_word(key, value.as_deref());
-            let value = value.as_deref();
-            let same = |w: &str| key_of(w) == norm && w.split_once('=').map(|(_, v)| v) == value;
-            keep_one(items, words, |w| key_of(w) == norm, same, wanted);
-        }
-        KargOp::RemoveKey { key } => {
-            let key = normalize_key(key);
-            items.retain(|it| key_of(it.text(words)) != key);
-        }
-        KargOp::AddExact { arg } => keep_one(items, words, |w| w == arg, |w| w == arg, arg.clone()),
-        KargOp::RemoveExact { arg } => items.retain(|it| it.text(words) != arg),
-    }
+/// An argument after the ops, and whether a `SetKey` wrote it last.
+struct Final {
+    text: String,
+    set_key: bool,
 }
 
-/// Leaves exactly one item matching `pred`: the first match, rewritten to `wanted` unless
-/// it already says the same (`same`), or `wanted` as a new item at the end.
-fn keep_one(
-    items: &mut Vec<Item>,
-    words: &[String],
-    pred: impl Fn(&str) -> bool,
-    same: impl Fn(&str) -> bool,
-    wanted: String,
-) {
-    let Some(first) = items.iter().position(|it| pred(it.text(words))) else {
-        items.push(Item::Added(wanted));
+/// The arguments left after running `ops` in order.
+fn simulate(words: &[String], ops: &[KargOp]) -> Vec<Final> {
+    let mut list: Vec<Final> = words
+        .iter()
+        .map(|w| Final {
+            text: w.clone(),
+            set_key: false,
+        })
+        .collect();
+    for op in ops {
+        match op {
+            KargOp::SetKey { key, value } => {
+                let norm = normalize_key(key);
+                let wanted = set_word(key, value.as_deref());
+                keep_one(&mut list, |w| key_of(w) == norm, &wanted, true);
+            }
+            KargOp::RemoveKey { key } => {
+                let key = normalize_key(key);
+                list.retain(|f| key_of(&f.text) != key);
+            }
+            KargOp::AddExact { arg } => keep_one(&mut list, |w| same_arg(w, arg), arg, false),
+            KargOp::RemoveExact { arg } => list.retain(|f| !same_arg(&f.text, arg)),
+        }
+    }
+    list
+}
+
+/// Leaves exactly one argument matching `pred`, saying `wanted` (as written if it already
+/// does): the first match, or a new one at the end.
+fn keep_one(list: &mut Vec<Final>, pred: impl Fn(&str) -> bool, wanted: &str, set_key: bool) {
+    let Some(first) = list.iter().position(|f| pred(&f.text)) else {
+        list.push(Final {
+            text: wanted.to_owned(),
+            set_key,
+        });
         return;
     };
     let mut k = 0;
-    items.retain(|it| {
+    list.retain(|f| {
         k += 1;
-        k - 1 == first || !pred(it.text(words))
+        k - 1 == first || !pred(&f.text)
     });
-    if !same(items[first].text(words)) {
-        items[first] = match items[first].origin() {
-            Some(i) => Item::Replaced(i, wanted),
-            None => Item::Added(wanted),
-        };
+    if !same_arg(&list[first].text, wanted) {
+        list[first].text = wanted.to_owned();
     }
+    list[first].set_key = set_key;
+}
+
+/// Gives each remaining argument its place: an argument a `SetKey` wrote goes where its key
+/// first was; any other goes where the first unclaimed original of the same argument was
+/// (kept as written there); what has no place is added at the end, in op order.
+fn place(words: &[String], finals: &[Final]) -> Vec<Item> {
+    let mut by_arg: HashMap<(String, Option<&str>), VecDeque<usize>> = HashMap::new();
+    let mut first_of_key: HashMap<String, usize> = HashMap::new();
+    for (i, w) in words.iter().enumerate() {
+        first_of_key.entry(key_of(w)).or_insert(i);
+        by_arg
+            .entry((key_of(w), value_of(w)))
+            .or_default()
+            .push_back(i);
+    }
+    let mut claimed = vec![false; words.len()];
+    let mut target: Vec<Option<usize>> = vec![None; finals.len()];
+    for (j, f) in finals.iter().enumerate().filter(|(_, f)| f.set_key) {
+        if let Some(&i) = first_of_key.get(&key_of(&f.text)) {
+            if !claimed[i] {
+                claimed[i] = true;
+                target[j] = Some(i);
+            }
+        }
+    }
+    for (j, f) in finals.iter().enumerate() {
+        if target[j].is_some() {
+            continue;
+        }
+        let Some(queue) = by_arg.get_mut(&(key_of(&f.text), value_of(&f.text))) else {
+            continue;
+        };
+        while let Some(i) = queue.pop_front() {
+            if !claimed[i] {
+                claimed[i] = true;
+                target[j] = Some(i);
+                break;
+            }
+        }
+    }
+    let mut placed: Vec<(usize, Item)> = Vec::new();
+    let mut added = Vec::new();
+    for (f, t) in finals.iter().zip(target) {
+        match t {
+            Some(i) if same_arg(&words[i], &f.text) => placed.push((i, Item::Kept(i))),
+            Some(i) => placed.push((i, Item::Replaced(i, f.text.clone()))),
+            None => added.push(Item::Added(f.text.clone())),
+        }
+    }
+    placed.sort_by_key(|(i, _)| *i);
+    placed
+        .into_iter()
+        .map(|(_, item)| item)
+        .chain(added)
+        .collect()
 }
 
 /// Whether a word can be written into any of the files as one kernel argument: not empty,

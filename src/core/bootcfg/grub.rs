@@ -11,7 +11,6 @@
 use std::ops::Range;
 
 use super::args::{self, Item, SrcWord};
-use super::lines::append_line;
 use super::shell::{self, Command, Decoded, Quote, Word};
 use super::{line_of, planned_items, verified, EditError, KargOp};
 use crate::i18n::gettext_f;
@@ -55,7 +54,7 @@ pub fn edit(text: &str, ops: &[KargOp]) -> Result<String, EditError> {
         Some(value) => rewrite(text, value, &items, &expected),
         None => {
             let line = format!("{DEFAULT_VAR}={}", render(&expected, Quote::Double));
-            append_line(text, &line)
+            shell::append_command(text, &line)
         }
     };
     verified(PATH, out, &expected, kernel_args)

@@ -7,7 +7,7 @@
 use std::ops::Range;
 
 use super::args::{self, Item, SrcWord};
-use super::lines::{append_line, apply_edits, blank_around, LineIndex};
+use super::lines::{apply_edits, blank_around, LineIndex};
 use super::modlist::{self, removes};
 use super::shell::{self, Quote, Word};
 use super::EditError;
@@ -39,7 +39,7 @@ pub fn edit(text: &str, add: &[&str], remove: &[&str]) -> Result<String, EditErr
         return Ok(text.to_owned());
     }
     let out = if assignments.is_empty() {
-        append_line(text, &format!("{VAR}=({})", expected.join(" ")))
+        shell::append_command(text, &format!("{VAR}=({})", expected.join(" ")))
     } else {
         rewrite(text, &assignments, add, remove)
     };

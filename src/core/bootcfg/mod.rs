@@ -77,11 +77,15 @@ impl std::error::Error for EditError {}
 
 /// Reference semantics of the kernel-argument ops on a list of words.
 ///
-/// Ops apply in order to the words before a lone `--` (what follows it belongs to init and
-/// is kept as it is); new words go at the end of that part. `SetKey` leaves exactly one
-/// argument with the key (dash and underscore in the module part count as one), where the
-/// first one was; a first one that already reads `key[=value]` is kept as written.
-/// `AddExact` leaves exactly one copy of the word. Removals remove every match.
+/// Words compare as the kernel compares arguments: `-` and `_` in the name are one
+/// (`vfio-pci.ids=1` is `vfio_pci.ids=1`); values compare exactly. The ops run in order on
+/// the words before a lone `--` (what follows belongs to init and stays as it is):
+/// `SetKey` leaves exactly one argument with the key, `AddExact` exactly one copy of the
+/// argument, removals remove every match. Then the arguments that remain are laid out: one
+/// that `SetKey` wrote stands where the key first stood; any other stands where the same
+/// argument stood (as it was written there); the rest follow, in the order the ops added
+/// them. So applying the same ops twice gives the same list as once, and ops that change
+/// nothing give back the list as it was.
 pub fn apply_ops(words: &[String], ops: &[KargOp]) -> Vec<String> {
     args::apply_tracked(words, ops)
         .iter()

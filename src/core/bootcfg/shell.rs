@@ -66,6 +66,24 @@ impl LexError {
     }
 }
 
+/// Adds `line` at the end of a shell fragment as a command of its own: after a final
+/// backslash-newline (a continuation with nothing to continue) an empty line comes first.
+pub(crate) fn append_command(text: &str, line: &str) -> String {
+    let t = text.strip_suffix('\n').unwrap_or(text);
+    let t = t.strip_suffix('\r').unwrap_or(t);
+    let continues = (t.len() - t.trim_end_matches('\\').len()) % 2 == 1;
+    if !continues {
+        return super::lines::append_line(text, line);
+    }
+    let nl = super::lines::newline(text);
+    let base = if text.ends_with('\n') {
+        format!("{text}{nl}")
+    } else {
+        format!("{text}{nl}{nl}")
+    };
+    super::lines::append_line(&base, line)
+}
+
 /// Refuses the assignment `command.words[k]` of `var` unless it has its line to itself
 /// (after an optional `export`) and runs no command.
 pub(crate) fn check_assignment(
@@ -163,9 +181,10 @@ impl Lexer<'_> {
         }
     }
 
-    /// Skips a backslash and the byte it escapes.
+    /// Skips a backslash and what it escapes (a CRLF line ending whole).
     fn skip_escape(&mut self) {
-        self.pos = (self.pos + 2).min(self.b.len());
+        let crlf = self.peek_at(1) == Some(b'\r') && self.peek_at(2) == Some(b'\n');
+        self.pos = (self.pos + if crlf { 3 } else { 2 }).min(self.b.len());
     }
 
     /// Skips a comment up to (not over) the newline.
