@@ -8,6 +8,7 @@ pub mod bootcfg;
 pub mod checks;
 pub mod cmdline;
 pub mod cpu;
+pub mod dbus;
 pub mod firmware;
 pub mod gpu;
 pub mod i18n;
