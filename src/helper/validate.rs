@@ -1,0 +1,367 @@
+//! Argument validation. Every argument a caller sends is checked here before the helper acts
+//! on it: the plan's JSON shape (no unknown fields, so a typo or a newer client's intent is
+//! never silently dropped), each PCI address's format, that each address is a GPU on this
+//! host, and the transaction IDs. No argument names a path; the paths a rendered plan touches
+//! are checked against [`PLAN_WRITABLE`], the same list the systemd unit makes writable.
+
+use passthrough_core::dbus::{HelperError, MAX_ARGUMENT_LEN};
+use passthrough_core::i18n::gettext_f;
+use passthrough_core::pci::PciAddress;
+use passthrough_core::plan::{Plan, Rendered};
+use passthrough_core::HostReport;
+use serde_json::Value;
+
+/// Where a plan may change files (host paths): the boot-loader, initramfs, modprobe and udev
+/// configuration and the boot partitions. `data/passthrough-helper.service` has exactly these
+/// (plus [`STATE_DIR`] and [`COMMAND_WRITABLE`]) as `ReadWritePaths`; a test keeps the two in
+/// step.
+pub const PLAN_WRITABLE: &[&str] = &[
+    "/etc/default",
+    "/etc/kernel",
+    "/etc/kernelstub",
+    "/etc/mkinitcpio.conf.d",
+    "/etc/mkinitcpio.conf",
+    "/etc/initramfs-tools",
+    "/etc/dracut.conf.d",
+    "/etc/booster.yaml",
+    "/etc/modprobe.d",
+    "/etc/udev/rules.d",
+    "/boot",
+    "/efi",
+];
+
+/// The helper's own state: the transaction journal and backups.
+pub const STATE_DIR: &str = "/var/lib/passthrough";
+
+/// Written by the regeneration commands themselves, never by a plan's file edits:
+/// update-initramfs records the checksum of each initramfs it builds there.
+pub const COMMAND_WRITABLE: &[&str] = &["/var/lib/initramfs-tools"];
+
+/// The most GPUs one plan may reserve or release (a desktop has a handful).
+pub const MAX_DEVICES: usize = 16;
+
+fn invalid(text: String) -> HelperError {
+    HelperError::InvalidArgument(text)
+}
+
+/// Parses a plan's JSON strictly: an object with only the fields [`Plan`] has, well-formed
+/// PCI addresses, no address both reserved and released.
+pub fn plan_syntax(json: &str) -> Result<Plan, HelperError> {
+    if json.len() > MAX_ARGUMENT_LEN {
+        return Err(invalid(gettext_f(
+            "The plan is too large ({size} bytes).",
+            &[("size", &json.len().to_string())],
+        )));
+    }
+    let value: Value = serde_json::from_str(json).map_err(|e| {
+        invalid(gettext_f(
+            "The plan is not valid JSON: {error}",
+            &[("error", &e.to_string())],
+        ))
+    })?;
+    let Value::Object(fields) = &value else {
+        return Err(invalid(gettext_f("The plan must be a JSON object.", &[])));
+    };
+    let known = known_fields();
+    if let Some(unknown) = fields.keys().find(|k| !known.contains(k)) {
+        return Err(invalid(gettext_f(
+            "The plan has a field this helper does not know: “{field}”.",
+            &[("field", unknown)],
+        )));
+    }
+    for list in ["reserve", "release"] {
+        if let Some(Value::Array(items)) = fields.get(list) {
+            if items.len() > MAX_DEVICES {
+                return Err(invalid(gettext_f(
+                    "The plan names too many devices (at most {max}).",
+                    &[("max", &MAX_DEVICES.to_string())],
+                )));
+            }
+            for item in items {
+                pci_address(item)?;
+            }
+        }
+    }
+    let plan: Plan = serde_json::from_value(value).map_err(|e| {
+        invalid(gettext_f(
+            "The plan is not valid: {error}",
+            &[("error", &e.to_string())],
+        ))
+    })?;
+    if let Some(both) = plan.reserve.iter().find(|a| plan.release.contains(a)) {
+        return Err(invalid(gettext_f(
+            "The plan both reserves and releases {address}.",
+            &[("address", &both.to_string())],
+        )));
+    }
+    Ok(plan)
+}
+
+/// The JSON field names of [`Plan`], from its own serialization (so they cannot drift).
+fn known_fields() -> Vec<String> {
+    match serde_json::to_value(Plan::default()) {
+        Ok(Value::Object(fields)) => fields.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn pci_address(item: &Value) -> Result<PciAddress, HelperError> {
+    let text = match item {
+        Value::String(s) => s.as_str(),
+        other => {
+            return Err(invalid(gettext_f(
+                "{value} is not a PCI address (expected DDDD:BB:DD.F).",
+                &[("value", &other.to_string())],
+            )))
+        }
+    };
+    text.parse().map_err(|_| {
+        invalid(gettext_f(
+            "“{value}” is not a PCI address (expected DDDD:BB:DD.F).",
+            &[("value", &text.chars().take(64).collect::<String>())],
+        ))
+    })
+}
+
+/// Every address the plan names is a graphics card on this host.
+pub fn plan_devices(plan: &Plan, report: &HostReport) -> Result<(), HelperError> {
+    for address in plan.reserve.iter().chain(&plan.release) {
+        let Some(device) = report.pci.devices.iter().find(|d| d.address == *address) else {
+            return Err(invalid(gettext_f(
+                "There is no PCI device {address} on this computer.",
+                &[("address", &address.to_string())],
+            )));
+        };
+        if !device.is_gpu() || !report.gpus.iter().any(|g| g.address == *address) {
+            let class = device
+                .class_name
+                .clone()
+                .or_else(|| device.class.map(|c| format!("{:04x}", c >> 8)))
+                .unwrap_or_else(|| "?".to_owned());
+            return Err(invalid(gettext_f(
+                "{address} is not a graphics card (it is a {class}).",
+                &[("address", &address.to_string()), ("class", &class)],
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Parses and checks a plan against this host.
+pub fn plan(json: &str, report: &HostReport) -> Result<Plan, HelperError> {
+    let plan = plan_syntax(json)?;
+    plan_devices(&plan, report)?;
+    Ok(plan)
+}
+
+/// A transaction ID: 1 to 64 of `[0-9A-Za-z-]`.
+pub fn transaction_id(id: &str) -> Result<&str, HelperError> {
+    let ok =
+        (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if ok {
+        Ok(id)
+    } else {
+        Err(invalid(gettext_f(
+            "“{id}” is not a transaction ID.",
+            &[("id", &id.chars().take(64).collect::<String>())],
+        )))
+    }
+}
+
+/// True when `path` is a normal absolute host path inside one of [`PLAN_WRITABLE`]: no empty,
+/// `.` or `..` segment, no trailing slash.
+pub fn is_plan_writable(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix('/') else {
+        return false;
+    };
+    let normal = rest
+        .split('/')
+        .all(|seg| !seg.is_empty() && seg != "." && seg != "..");
+    normal
+        && PLAN_WRITABLE.iter().any(|dir| {
+            path == *dir
+                || path
+                    .strip_prefix(dir)
+                    .is_some_and(|rest| rest.starts_with('/'))
+        })
+}
+
+/// Defence in depth: a rendered plan only touches files the helper is meant to write.
+pub fn rendered_paths(rendered: &Rendered) -> Result<(), HelperError> {
+    match rendered.files.iter().find(|f| !is_plan_writable(&f.path)) {
+        Some(file) => Err(HelperError::Failed(gettext_f(
+            "The plan would change {path}, which Passthrough never changes.",
+            &[("path", &file.path)],
+        ))),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use passthrough_core::plan::FileChange;
+    use passthrough_core::{HostRoot, ScanOptions};
+    use std::path::PathBuf;
+
+    fn fixture(name: &str) -> HostReport {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/roots")
+            .join(name);
+        HostReport::scan(&HostRoot::new(root), &ScanOptions::default())
+    }
+
+    fn plan_json(extra: &str) -> String {
+        let mut v = serde_json::to_value(Plan::default()).unwrap();
+        let extra: Value = serde_json::from_str(extra).unwrap();
+        for (k, val) in extra.as_object().unwrap() {
+            v[k] = val.clone();
+        }
+        v.to_string()
+    }
+
+    fn is_invalid(r: Result<impl std::fmt::Debug, HelperError>) -> String {
+        match r {
+            Err(HelperError::InvalidArgument(text)) => text,
+            other => panic!("expected InvalidArgument, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_plain_plan_parses() {
+        let plan = plan_syntax(&plan_json(
+            r#"{"enable_iommu": true, "reserve": ["0000:08:00.0"]}"#,
+        ))
+        .unwrap();
+        assert!(plan.enable_iommu);
+        assert_eq!(plan.reserve[0].to_string(), "0000:08:00.0");
+    }
+
+    #[test]
+    fn malformed_plans_are_refused() {
+        for bad in ["", "{", "[]", "null", "42", "\"plan\""] {
+            is_invalid(plan_syntax(bad));
+        }
+        let text = is_invalid(plan_syntax(&plan_json(r#"{"write_file": "/etc/shadow"}"#)));
+        assert!(text.contains("write_file"), "{text}");
+        // A missing field or a wrong type is refused too.
+        is_invalid(plan_syntax(r#"{"enable_iommu": true}"#));
+        is_invalid(plan_syntax(&plan_json(r#"{"enable_iommu": "yes"}"#)));
+        is_invalid(plan_syntax(&plan_json(r#"{"bind_by": "sideways"}"#)));
+        is_invalid(plan_syntax(&" ".repeat(MAX_ARGUMENT_LEN + 1)));
+    }
+
+    #[test]
+    fn addresses_must_be_pci_addresses() {
+        for bad in [
+            r#"["../../etc"]"#,
+            r#"["/sys/bus/pci/devices/0000:08:00.0"]"#,
+            r#"["0000:08:00.0/../../x"]"#,
+            r#"["0000:08:20.0"]"#,
+            r#"["0000:08:00.8"]"#,
+            r#"[8]"#,
+            r#"[null]"#,
+        ] {
+            let text = is_invalid(plan_syntax(&plan_json(&format!(r#"{{"reserve": {bad}}}"#))));
+            assert!(text.contains("PCI address"), "{bad}: {text}");
+        }
+        let many: Vec<String> = (0..=MAX_DEVICES)
+            .map(|i| format!("\"0000:{i:02x}:00.0\""))
+            .collect();
+        is_invalid(plan_syntax(&plan_json(&format!(
+            r#"{{"reserve": [{}]}}"#,
+            many.join(",")
+        ))));
+        is_invalid(plan_syntax(&plan_json(
+            r#"{"reserve": ["0000:08:00.0"], "release": ["0000:08:00.0"]}"#,
+        )));
+    }
+
+    #[test]
+    fn addresses_must_be_gpus_on_this_host() {
+        let report = fixture("b550-blog");
+        plan(&plan_json(r#"{"reserve": ["0000:08:00.0"]}"#), &report).unwrap();
+        plan(&plan_json(r#"{"release": ["0000:04:00.0"]}"#), &report).unwrap();
+        let text = is_invalid(plan(
+            &plan_json(r#"{"reserve": ["0000:42:00.0"]}"#),
+            &report,
+        ));
+        assert!(text.contains("no PCI device"), "{text}");
+        // The GPU's HDMI audio function exists but is not a graphics card.
+        let text = is_invalid(plan(
+            &plan_json(r#"{"reserve": ["0000:08:00.1"]}"#),
+            &report,
+        ));
+        assert!(text.contains("not a graphics card"), "{text}");
+    }
+
+    #[test]
+    fn transaction_ids() {
+        transaction_id("20240101-120000-ab12").unwrap();
+        transaction_id(&"a".repeat(64)).unwrap();
+        for bad in ["", "../x", "a/b", "a b", "a.b", "é", &"a".repeat(65), "a\0"] {
+            is_invalid(transaction_id(bad));
+        }
+    }
+
+    #[test]
+    fn the_unit_makes_exactly_these_paths_writable() {
+        let unit = std::fs::read_to_string(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/passthrough-helper.service"),
+        )
+        .unwrap();
+        let mut in_unit: Vec<&str> = unit
+            .lines()
+            .filter_map(|l| l.strip_prefix("ReadWritePaths="))
+            .flat_map(str::split_whitespace)
+            .map(|p| p.trim_start_matches('-'))
+            .collect();
+        let mut here: Vec<&str> = PLAN_WRITABLE
+            .iter()
+            .chain(COMMAND_WRITABLE)
+            .copied()
+            .chain([STATE_DIR])
+            .collect();
+        in_unit.sort_unstable();
+        here.sort_unstable();
+        assert_eq!(in_unit, here);
+    }
+
+    #[test]
+    fn rendered_paths_stay_in_the_writable_dirs() {
+        for ok in [
+            "/etc/default/grub",
+            "/etc/kernel/cmdline",
+            "/etc/modprobe.d/passthrough.conf",
+            "/boot/loader/entries/arch.conf",
+            "/etc/mkinitcpio.conf",
+        ] {
+            assert!(is_plan_writable(ok), "{ok}");
+        }
+        for bad in [
+            "/etc/shadow",
+            "etc/default/grub",
+            "/etc/default/../shadow",
+            "/etc/default/./grub",
+            "/etc/defaults/grub",
+            "/etc/mkinitcpio.conf.bak",
+            "/var/lib/passthrough/x",
+            "/boot/",
+            "//boot/x",
+        ] {
+            assert!(!is_plan_writable(bad), "{bad}");
+        }
+        let rendered = Rendered {
+            files: vec![FileChange {
+                path: "/etc/passwd".into(),
+                before: None,
+                after: Some(String::new()),
+            }],
+            ..Rendered::default()
+        };
+        assert!(matches!(
+            rendered_paths(&rendered),
+            Err(HelperError::Failed(_))
+        ));
+    }
+}

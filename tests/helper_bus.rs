@@ -1,0 +1,713 @@
+//! The privileged helper on a private system bus with a real polkitd (PLATFORM.md), and its
+//! data files (bus policy, activation file, polkit policy, systemd unit).
+//!
+//! The bus test needs root: it starts polkitd as root and installs a test policy and a test
+//! rule in polkit's fixed directories (removed again by Drop guards, even when it fails). It
+//! runs every scenario in one test function, so the daemons are started once and nothing
+//! runs in parallel on the shared polkit directories.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use passthrough_core::dbus::{Helper1Proxy, BUS_NAME, INTERFACE, OBJECT_PATH};
+
+const POLKITD: &str = "/usr/lib/polkit-1/polkitd";
+const POLKIT_ACTIONS: &str = "/usr/share/polkit-1/actions";
+const POLKIT_RULES: &str = "/etc/polkit-1/rules.d";
+const POLICY_DTD: &str = "/usr/share/polkit-1/policyconfig-1.dtd";
+const BUSCONFIG_DTD: &str = "/usr/share/xml/dbus-1/busconfig.dtd";
+
+fn top() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn data(name: &str) -> PathBuf {
+    top().join("data").join(name)
+}
+
+fn skip(test: &str, reason: &str) {
+    // Printed, so a skipped check never passes silently.
+    eprintln!("SKIPPED {test}: {reason}");
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn have(program: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {program}"))
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn out_text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The helper binary, built by `cargo build --workspace` into the same target directory as
+/// this test (`target/debug/deps/helper_bus-…` → `target/debug/passthrough-helper`).
+fn helper_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap();
+    let dir = if dir.ends_with("deps") {
+        dir.parent().unwrap()
+    } else {
+        dir
+    };
+    let bin = dir.join("passthrough-helper");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --workspace` first (build-aux/test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A child process that is killed and reaped when dropped.
+struct Daemon {
+    name: &'static str,
+    child: Child,
+}
+
+impl Daemon {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+
+    /// Waits up to `limit` for the process to exit by itself.
+    fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Some(status) = self.exited() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            eprintln!("stopped {} (pid {})", self.name, self.child.id());
+        }
+    }
+}
+
+/// A file installed outside the temp dir, removed when dropped.
+struct Installed(PathBuf);
+
+impl Installed {
+    fn write(path: impl Into<PathBuf>, content: &[u8]) -> Self {
+        // The names are the test's own (no package installs them), so a file left by a
+        // killed run is simply replaced.
+        let path = path.into();
+        // The guard exists before the file, so a failed write cannot leave it behind.
+        let guard = Self(path);
+        std::fs::write(&guard.0, content).unwrap();
+        guard
+    }
+}
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The polkit policy as installed: the template translated with msgfmt.
+fn translated_policy(dir: &Path) -> PathBuf {
+    let out = dir.join("io.github.passthrough.policy");
+    let result = Command::new("msgfmt")
+        .arg("--xml")
+        .arg("-d")
+        .arg(top().join("po"))
+        .arg("--template")
+        .arg(data("io.github.passthrough.policy.in"))
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .expect("msgfmt");
+    assert!(result.status.success(), "msgfmt: {}", out_text(&result));
+    out
+}
+
+/// The test rule: root may do our actions, everyone else may not (no agent is asked).
+const RULES: &str = r#"// Installed by tests/helper_bus.rs while it runs; removed afterwards.
+polkit.addRule(function(action, subject) {
+    if (action.id == "io.github.passthrough.configure-host" ||
+        action.id == "io.github.passthrough.manage-devices") {
+        return subject.user == "root" ? polkit.Result.YES : polkit.Result.NO;
+    }
+});
+"#;
+
+/// A private system bus with polkitd on it, our bus policy and polkit policy and rule.
+struct Bus {
+    // Dropped in this order: the daemons, then the installed files, then the temp dir.
+    polkitd: Daemon,
+    daemon: Daemon,
+    _rules: Installed,
+    _policy: Installed,
+    address: String,
+    dir: tempfile::TempDir,
+}
+
+impl Bus {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        // polkitd (its own user) and `nobody` must reach the socket.
+        chmod(dir.path(), 0o755);
+        let policy_dir = dir.path().join("system.d");
+        std::fs::create_dir(&policy_dir).unwrap();
+        chmod(&policy_dir, 0o755);
+        std::fs::copy(
+            data("io.github.passthrough.Helper1.conf"),
+            policy_dir.join("io.github.passthrough.Helper1.conf"),
+        )
+        .unwrap();
+        let polkit_conf = "/usr/share/dbus-1/system.d/org.freedesktop.PolicyKit1.conf";
+        std::fs::copy(
+            polkit_conf,
+            policy_dir.join("org.freedesktop.PolicyKit1.conf"),
+        )
+        .unwrap_or_else(|e| panic!("{polkit_conf}: {e} (is polkitd installed?)"));
+        let socket = dir.path().join("system_bus_socket");
+        let config = dir.path().join("system.conf");
+        std::fs::write(&config, system_conf(&socket, &policy_dir)).unwrap();
+
+        let policy = Installed::write(
+            Path::new(POLKIT_ACTIONS).join("io.github.passthrough.test.policy"),
+            &std::fs::read(translated_policy(dir.path())).unwrap(),
+        );
+        let rules = Installed::write(
+            Path::new(POLKIT_RULES).join("00-passthrough-test.rules"),
+            RULES.as_bytes(),
+        );
+
+        let mut child = Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", config.display()))
+            .arg("--nofork")
+            .arg("--print-address=1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dbus-daemon (package dbus)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let daemon = Daemon {
+            name: "dbus-daemon",
+            child,
+        };
+        let address = line.trim().to_owned();
+        assert!(address.starts_with("unix:"), "dbus-daemon said {address:?}");
+
+        let polkitd = Daemon {
+            name: "polkitd",
+            child: Command::new(POLKITD)
+                .arg("--no-debug")
+                .env("DBUS_SYSTEM_BUS_ADDRESS", &address)
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(dir.path().join("polkitd.log")).unwrap())
+                .spawn()
+                .expect("polkitd (package polkitd)"),
+        };
+        let bus = Self {
+            polkitd,
+            daemon,
+            _rules: rules,
+            _policy: policy,
+            address,
+            dir,
+        };
+        bus.wait_for_name("org.freedesktop.PolicyKit1", Duration::from_secs(10));
+        bus
+    }
+
+    fn connect(&self) -> zbus::Connection {
+        zbus::block_on(zbus::connection::Builder::address(self.address.as_str()).build())
+            .expect("connect to the private bus")
+    }
+
+    fn has_owner(&self, name: &str) -> bool {
+        let conn = self.connect();
+        zbus::block_on(async {
+            let dbus = zbus::fdo::DBusProxy::new(&conn).await?;
+            dbus.name_has_owner(name.try_into()?).await
+        })
+        .unwrap()
+    }
+
+    fn wait_for_name(&self, name: &str, limit: Duration) {
+        let start = Instant::now();
+        while !self.has_owner(name) {
+            assert!(
+                start.elapsed() < limit,
+                "{name} did not appear on the bus within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts the helper as root on this bus.
+    fn helper(&self, root: &Path, idle_timeout: u64) -> Daemon {
+        let log = self.dir.path().join("helper.log");
+        Daemon {
+            name: "passthrough-helper",
+            child: Command::new(helper_binary())
+                .arg("--root")
+                .arg(root)
+                .arg("--idle-timeout")
+                .arg(idle_timeout.to_string())
+                .env("DBUS_SYSTEM_BUS_ADDRESS", &self.address)
+                .env("PASSTHROUGH_LOG", "debug,zbus=warn")
+                .stdout(Stdio::null())
+                .stderr(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(log)
+                        .unwrap(),
+                )
+                .spawn()
+                .unwrap(),
+        }
+    }
+
+    fn helper_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("helper.log")).unwrap_or_default()
+    }
+
+    /// `gdbus call` as `nobody` on this bus.
+    fn call_as_nobody(&self, dest: &str, path: &str, method: &str, args: &[&str]) -> Output {
+        Command::new("setpriv")
+            .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+            .args(["gdbus", "call", "--system", "--dest", dest])
+            .args(["--object-path", path, "--method", method])
+            .args(args)
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &self.address)
+            .output()
+            .expect("setpriv (util-linux) and gdbus (libglib2.0-bin)")
+    }
+}
+
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// A system-type bus like Debian's system.conf, listening in the temp dir, with our policy
+/// and polkit's included from a temp directory.
+fn system_conf(socket: &Path, policy_dir: &Path) -> String {
+    format!(
+        r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <auth>EXTERNAL</auth>
+  <listen>unix:path={socket}</listen>
+  <policy context="default">
+    <allow user="*"/>
+    <deny own="*"/>
+    <deny send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+    <allow send_destination="org.freedesktop.DBus"
+           send_interface="org.freedesktop.DBus.Introspectable"/>
+    <allow send_destination="org.freedesktop.DBus"
+           send_interface="org.freedesktop.DBus.Properties"/>
+  </policy>
+  <includedir>{policy}</includedir>
+</busconfig>
+"#,
+        socket = socket.display(),
+        policy = policy_dir.display()
+    )
+}
+
+/// A copy of a fixture root in a temp dir (symlinks kept as symlinks).
+fn root_copy(fixture: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = Command::new("cp")
+        .arg("-a")
+        .arg(top().join("tests/fixtures/roots").join(fixture))
+        .arg(dir.path().join("root"))
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "cannot copy {fixture}");
+    dir
+}
+
+/// Every file, directory and symlink under `dir` with its content, mode or target.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
+        use std::os::unix::fs::PermissionsExt;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            let path = entry.path();
+            let rel = path.strip_prefix(base).unwrap().to_owned();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let mode = meta.permissions().mode().to_le_bytes().to_vec();
+            if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(&path).unwrap();
+                out.insert(rel, target.as_os_str().as_encoded_bytes().to_vec());
+            } else if meta.is_dir() {
+                out.insert(rel, mode);
+                walk(base, &path, out);
+            } else {
+                let mut content = mode;
+                content.extend(std::fs::read(&path).unwrap());
+                out.insert(rel, content);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+#[test]
+fn helper_on_a_private_system_bus_with_polkit() {
+    const TEST: &str = "helper_on_a_private_system_bus_with_polkit";
+    if !is_root() {
+        skip(
+            TEST,
+            "needs root: it starts polkitd and installs a polkit rule",
+        );
+        return;
+    }
+    for program in ["dbus-daemon", "setpriv", "gdbus", "msgfmt"] {
+        assert!(
+            have(program),
+            "{program} is missing: build-aux/deps test installs it"
+        );
+    }
+    assert!(
+        Path::new(POLKITD).exists(),
+        "{POLKITD} is missing: build-aux/deps test installs polkitd"
+    );
+    let bus = Bus::start();
+    let temp = root_copy("b550-blog");
+    let root = temp.path().join("root");
+    let before = snapshot(&root);
+
+    // polkitd accepted our policy file and reads the defaults we wrote.
+    let conn = bus.connect();
+    let actions = zbus::block_on(async {
+        let authority = zbus_polkit::policykit1::AuthorityProxy::new(&conn).await?;
+        authority.enumerate_actions("").await
+    })
+    .unwrap();
+    for id in [
+        "io.github.passthrough.configure-host",
+        "io.github.passthrough.manage-devices",
+    ] {
+        use zbus_polkit::policykit1::ImplicitAuthorization as Auth;
+        let action = actions
+            .iter()
+            .find(|a| a.action_id == id)
+            .unwrap_or_else(|| panic!("polkitd did not load {id}"));
+        assert!(!action.description.is_empty() && !action.message.is_empty());
+        assert_eq!(
+            action.implicit_any,
+            Auth::AdministratorAuthenticationRequired
+        );
+        assert_eq!(
+            action.implicit_inactive,
+            Auth::AdministratorAuthenticationRequired
+        );
+        assert_eq!(
+            action.implicit_active,
+            Auth::AdministratorAuthenticationRequiredRetained
+        );
+    }
+
+    let mut helper = bus.helper(&root, 0);
+    bus.wait_for_name(BUS_NAME, Duration::from_secs(10));
+
+    // Anyone may read the version; root through the core proxy, nobody through gdbus.
+    let version = zbus::block_on(async {
+        let proxy = Helper1Proxy::new(&conn).await?;
+        proxy.version().await
+    })
+    .unwrap();
+    assert_eq!(version, env!("CARGO_PKG_VERSION"));
+    let out = bus.call_as_nobody(
+        BUS_NAME,
+        OBJECT_PATH,
+        "org.freedesktop.DBus.Properties.Get",
+        &[INTERFACE, "Version"],
+    );
+    assert!(
+        out.status.success(),
+        "nobody reads Version: {}",
+        out_text(&out)
+    );
+    assert!(out_text(&out).contains(&version), "{}", out_text(&out));
+
+    // The bus policy: nobody may not own the name, nor call other interfaces on it.
+    let out = bus.call_as_nobody(
+        "org.freedesktop.DBus",
+        "/org/freedesktop/DBus",
+        "org.freedesktop.DBus.RequestName",
+        &[BUS_NAME, "4"],
+    );
+    assert!(!out.status.success());
+    assert!(
+        out_text(&out).contains("AccessDenied"),
+        "{}",
+        out_text(&out)
+    );
+    let out = bus.call_as_nobody(BUS_NAME, OBJECT_PATH, "org.example.Other.Method", &[]);
+    assert!(!out.status.success());
+    assert!(
+        out_text(&out).contains("AccessDenied"),
+        "{}",
+        out_text(&out)
+    );
+
+    // A second helper cannot take the name from the running one: it exits with an error.
+    let mut second = bus.helper(&root, 0);
+    let status = second
+        .wait_exit(Duration::from_secs(10))
+        .expect("a second helper exits");
+    assert!(
+        !status.success(),
+        "a second helper must fail to own the name"
+    );
+
+    // Nothing above changed the root.
+    assert!(
+        helper.exited().is_none(),
+        "helper died:\n{}",
+        bus.helper_log()
+    );
+    assert!(before == snapshot(&root), "the root changed");
+    drop(helper);
+
+    // Idle exit: with --idle-timeout 1 the helper exits by itself, successfully, and gives
+    // the name back.
+    let mut idle = bus.helper(&root, 1);
+    bus.wait_for_name(BUS_NAME, Duration::from_secs(10));
+    let started = Instant::now();
+    let status = idle
+        .wait_exit(Duration::from_secs(15))
+        .unwrap_or_else(|| panic!("the idle helper did not exit:\n{}", bus.helper_log()));
+    assert!(status.success(), "{status}: {}", bus.helper_log());
+    assert!(started.elapsed() >= Duration::from_millis(500));
+    assert!(!bus.has_owner(BUS_NAME));
+    assert!(bus.helper_log().contains("exiting: idle"));
+
+    eprintln!(
+        "bus at {}, polkitd pid {}, dbus-daemon pid {}",
+        bus.address,
+        bus.polkitd.pid(),
+        bus.daemon.pid()
+    );
+}
+
+// ---- data files ------------------------------------------------------------------------
+
+fn xmllint(args: &[&str], file: &Path) {
+    let out = Command::new("xmllint")
+        .args(args)
+        .arg(file)
+        .output()
+        .expect("xmllint (libxml2-utils)");
+    assert!(out.status.success(), "xmllint {file:?}: {}", out_text(&out));
+}
+
+#[test]
+fn bus_policy_is_well_formed_and_narrow() {
+    let conf = data("io.github.passthrough.Helper1.conf");
+    xmllint(&["--noout"], &conf);
+    if Path::new(BUSCONFIG_DTD).exists() {
+        xmllint(&["--noout", "--dtdvalid", BUSCONFIG_DTD], &conf);
+    } else {
+        skip(
+            "busconfig DTD validation",
+            &format!("{BUSCONFIG_DTD} is not installed"),
+        );
+    }
+    let text = std::fs::read_to_string(&conf).unwrap();
+    assert!(text.contains(r#"<policy user="root">"#));
+    assert_eq!(text.matches("<allow own=").count(), 1, "only root owns");
+    assert!(!text.contains("send_destination=\"io.github.passthrough.Helper1\"/>"));
+    // Every allow in the default context names our destination and one of four interfaces.
+    let default = text.split(r#"<policy context="default">"#).nth(1).unwrap();
+    for allow in default.split("<allow").skip(1) {
+        assert!(allow.contains(r#"send_destination="io.github.passthrough.Helper1""#));
+        let interface = allow.split("send_interface=\"").nth(1).unwrap();
+        let interface = interface.split('"').next().unwrap();
+        assert!(
+            [
+                INTERFACE,
+                "org.freedesktop.DBus.Introspectable",
+                "org.freedesktop.DBus.Properties",
+                "org.freedesktop.DBus.Peer"
+            ]
+            .contains(&interface),
+            "{interface}"
+        );
+    }
+}
+
+fn ini(path: &Path) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for line in std::fs::read_to_string(path).unwrap().lines() {
+        if let Some((k, v)) = line.split_once('=') {
+            if !line.starts_with('#') {
+                out.entry(k.trim().to_owned())
+                    .or_default()
+                    .push(v.trim().to_owned());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn activation_file_and_unit_agree() {
+    let service = ini(&data("io.github.passthrough.Helper1.service"));
+    assert_eq!(service["Name"], [BUS_NAME]);
+    assert_eq!(service["Exec"], ["@libexecdir@/passthrough-helper"]);
+    assert_eq!(service["User"], ["root"]);
+    assert_eq!(service["SystemdService"], ["passthrough-helper.service"]);
+    let unit = ini(&data("passthrough-helper.service"));
+    assert_eq!(unit["Type"], ["dbus"]);
+    assert_eq!(unit["BusName"], [BUS_NAME]);
+    assert_eq!(unit["ExecStart"], ["@libexecdir@/passthrough-helper"]);
+    for (key, value) in [
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "yes"),
+        ("PrivateTmp", "yes"),
+        ("NoNewPrivileges", "yes"),
+        ("RestrictAddressFamilies", "AF_UNIX"),
+        ("PrivateNetwork", "yes"),
+    ] {
+        assert_eq!(unit[key], [value], "{key}");
+    }
+    assert!(!unit.contains_key("User"), "the helper runs as root");
+    let caps = unit["CapabilityBoundingSet"].join(" ");
+    for forbidden in [
+        "CAP_SYS_ADMIN",
+        "CAP_SYS_MODULE",
+        "CAP_NET_ADMIN",
+        "CAP_SYS_PTRACE",
+    ] {
+        assert!(!caps.contains(forbidden), "{forbidden}");
+    }
+}
+
+#[test]
+fn systemd_unit_verifies_and_is_hardened() {
+    const TEST: &str = "systemd_unit_verifies_and_is_hardened";
+    if !have("systemd-analyze") {
+        skip(TEST, "systemd-analyze is not installed (package systemd)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bin_dir = helper_binary().parent().unwrap().to_owned();
+    let unit = dir.path().join("passthrough-helper.service");
+    let text = std::fs::read_to_string(data("passthrough-helper.service")).unwrap();
+    std::fs::write(
+        &unit,
+        text.replace("@libexecdir@", &bin_dir.display().to_string()),
+    )
+    .unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit)
+        .output()
+        .unwrap();
+    let report = out_text(&out);
+    assert!(
+        out.status.success() && !report.contains("passthrough-helper.service:"),
+        "systemd-analyze verify:\n{report}"
+    );
+    let out = Command::new("systemd-analyze")
+        .args(["security", "--offline=yes", "--no-pager"])
+        .arg(&unit)
+        .output()
+        .unwrap();
+    let report = out_text(&out);
+    let score: f32 = report
+        .lines()
+        .find_map(|l| {
+            l.split("exposure level for passthrough-helper.service: ")
+                .nth(1)
+        })
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level in:\n{report}"));
+    eprintln!("systemd-analyze security exposure: {score}");
+    assert!(score <= 2.0, "exposure {score} (keep it ≤ 2.0):\n{report}");
+}
+
+#[test]
+fn polkit_policy_validates_and_translates() {
+    let template = data("io.github.passthrough.policy.in");
+    xmllint(&["--noout"], &template);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = translated_policy(dir.path());
+    xmllint(&["--noout"], &policy);
+    if Path::new(POLICY_DTD).exists() {
+        xmllint(&["--noout", "--dtdvalid", POLICY_DTD], &template);
+        xmllint(&["--noout", "--dtdvalid", POLICY_DTD], &policy);
+    } else {
+        skip(
+            "polkit DTD validation",
+            &format!("{POLICY_DTD} is not installed (package polkitd)"),
+        );
+    }
+    let text = std::fs::read_to_string(&policy).unwrap();
+    for id in [
+        "io.github.passthrough.configure-host",
+        "io.github.passthrough.manage-devices",
+    ] {
+        let action = text
+            .split(&format!(r#"<action id="{id}">"#))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no action {id}"));
+        let action = action.split("</action>").next().unwrap();
+        assert!(action.contains("<allow_any>auth_admin</allow_any>"), "{id}");
+        assert!(
+            action.contains("<allow_inactive>auth_admin</allow_inactive>"),
+            "{id}"
+        );
+        assert!(
+            action.contains("<allow_active>auth_admin_keep</allow_active>"),
+            "{id}"
+        );
+    }
+}
