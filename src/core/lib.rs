@@ -18,6 +18,7 @@ pub mod markdown;
 pub mod note;
 pub mod pci;
 pub mod plan;
+pub mod plan_render;
 pub mod report;
 pub mod root;
 pub mod transaction;

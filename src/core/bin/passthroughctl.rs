@@ -9,21 +9,24 @@ use std::process::ExitCode;
 
 use passthrough_core::checks::{self, Status};
 use passthrough_core::i18n::gettext_f;
-use passthrough_core::{markdown, HostReport, HostRoot, ScanOptions};
+use passthrough_core::plan::{BindBy, Plan};
+use passthrough_core::{markdown, plan_render, HostReport, HostRoot, ScanOptions};
 use serde_json::json;
 
-const COMMANDS: &[&str] = &["report", "check", "groups", "gpus"];
+const COMMANDS: &[&str] = &["report", "check", "groups", "gpus", "plan"];
 
 struct Args {
     root: PathBuf,
     json: bool,
     user: Option<String>,
     command: String,
+    /// The options of `plan`.
+    plan: Plan,
 }
 
 fn usage() -> String {
     gettext_f(
-        "Usage: passthroughctl [--root DIR] [--json] [--user NAME] COMMAND\n\nCommands:\n  report   the whole host as Markdown, ready for a forum post\n  check    the system check; exits 1 when something needed is missing\n  groups   IOMMU groups and their devices\n  gpus     graphics cards with their passthrough verdicts\n\nOptions:\n  --root DIR    read the host from DIR instead of /\n  --json        print JSON\n  --user NAME   check NAME's libvirt group membership\n  -h, --help    show this help\n  -V, --version show the version",
+        "Usage: passthroughctl [--root DIR] [--json] [--user NAME] COMMAND\n\nCommands:\n  report   the whole host as Markdown, ready for a forum post\n  check    the system check; exits 1 when something needed is missing\n  groups   IOMMU groups and their devices\n  gpus     graphics cards with their passthrough verdicts\n  plan     the file changes and commands of a boot configuration, as a diff (changes nothing)\n\nOptions:\n  --root DIR    read the host from DIR instead of /\n  --json        print JSON\n  --user NAME   check NAME's libvirt group membership\n  -h, --help    show this help\n  -V, --version show the version\n\nOptions of plan:\n  --iommu            turn the IOMMU on (intel_iommu=on on Intel)\n  --gpu ADDR         reserve the GPU at ADDR and its other functions for vfio-pci\n  --release ADDR     remove the reservation of the GPU at ADDR\n  --iommu-pt         add iommu=pt\n  --acs-override     add pcie_acs_override=downstream,multifunction\n  --ignore-msrs      add kvm.ignore_msrs=1 kvm.report_ignored_msrs=0\n  --boot-gpu-fix     keep the firmware framebuffer off the boot GPU\n  --by ids|address   how to reserve (default: by IDs unless another device has the same IDs)",
         &[],
     )
 }
@@ -38,6 +41,8 @@ fn parse(argv: Vec<String>) -> Result<Parsed, String> {
     let mut json = false;
     let mut user = None;
     let mut command = None;
+    let mut plan = Plan::default();
+    let mut plan_option = None;
     let mut it = argv.into_iter();
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -55,6 +60,46 @@ fn parse(argv: Vec<String>) -> Result<Parsed, String> {
             "--root" => root = Some(PathBuf::from(value("--root")?)),
             "--user" => user = Some(value("--user")?),
             "--json" => json = true,
+            "--iommu" | "--iommu-pt" | "--acs-override" | "--ignore-msrs" | "--boot-gpu-fix"
+            | "--gpu" | "--release" | "--by" => {
+                plan_option.get_or_insert_with(|| flag.clone());
+                match flag.as_str() {
+                    "--iommu" => plan.enable_iommu = true,
+                    "--iommu-pt" => plan.iommu_pt = true,
+                    "--acs-override" => plan.acs_override = true,
+                    "--ignore-msrs" => plan.ignore_msrs = true,
+                    "--boot-gpu-fix" => plan.boot_gpu_fix = true,
+                    "--by" => {
+                        plan.bind_by = match value("--by")?.as_str() {
+                            "ids" => BindBy::Ids,
+                            "address" => BindBy::Address,
+                            "auto" => BindBy::Auto,
+                            other => {
+                                return Err(gettext_f(
+                                    "--by takes ids or address, not {value}",
+                                    &[("value", other)],
+                                ))
+                            }
+                        }
+                    }
+                    list => {
+                        let address = value(list)?.parse().map_err(|_| {
+                            gettext_f(
+                                "{option} needs a PCI address such as 0000:08:00.0",
+                                &[("option", list)],
+                            )
+                        })?;
+                        let target = if list == "--gpu" {
+                            &mut plan.reserve
+                        } else {
+                            &mut plan.release
+                        };
+                        if !target.contains(&address) {
+                            target.push(address);
+                        }
+                    }
+                }
+            }
             "-h" | "--help" => {
                 println!("{}", usage());
                 return Ok(Parsed::Exit(ExitCode::SUCCESS));
@@ -89,11 +134,18 @@ fn parse(argv: Vec<String>) -> Result<Parsed, String> {
             &[("list", &COMMANDS.join(", "))],
         )
     })?;
+    if let Some(option) = plan_option.as_deref().filter(|_| command != "plan") {
+        return Err(gettext_f(
+            "{option} is an option of plan, not of {command}",
+            &[("option", option), ("command", &command)],
+        ));
+    }
     Ok(Parsed::Run(Args {
         root: root.unwrap_or_else(|| PathBuf::from("/")),
         json,
         user,
         command,
+        plan,
     }))
 }
 
@@ -146,6 +198,16 @@ fn main() -> ExitCode {
         ("groups", true) => to_json(&groups_json(&report)),
         ("gpus", false) => markdown::gpus(&report),
         ("gpus", true) => to_json(&json!({ "gpus": report.gpus })),
+        ("plan", json) => match plan_render::render(&root, &report, &args.plan) {
+            Ok(rendered) if json => {
+                to_json(&serde_json::to_value(&rendered).expect("plans serialize"))
+            }
+            Ok(rendered) => plan_text(&rendered),
+            Err(e) => {
+                eprintln!("passthroughctl: {}", one_line(&e.message()));
+                return ExitCode::from(2);
+            }
+        },
         _ => unreachable!("commands are validated in parse"),
     };
     let mut stdout = std::io::stdout().lock();
@@ -157,6 +219,26 @@ fn main() -> ExitCode {
         // A closed pipe (| head) is not an error worth a message.
     }
     code
+}
+
+/// The plan's diff and commands, then its notes (or a line saying that nothing changes).
+fn plan_text(rendered: &passthrough_core::plan::Rendered) -> String {
+    let mut out = plan_render::unified_diff(rendered);
+    if rendered.is_empty() {
+        out.push_str(&gettext_f(
+            "Nothing to change: the host already matches the plan.",
+            &[],
+        ));
+        out.push('\n');
+    }
+    for note in &rendered.notes {
+        out.push_str(&format!("\n# {}\n", one_line(note)));
+    }
+    out
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn to_json(v: &serde_json::Value) -> String {

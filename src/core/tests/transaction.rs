@@ -9,28 +9,16 @@ use std::os::unix::fs::PermissionsExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
+use passthrough_core::plan::Plan;
 use passthrough_core::plan::{FileChange, KernelArgsSummary, Rendered};
+use passthrough_core::plan_render::render;
 use passthrough_core::transaction::{
     self, apply, apply_with_hooks, list, recover, recover_with_hooks, rollback, rollback_forced,
     ApplyError, ApplyHooks, CommandRunner, HostRunner, Progress, TransactionId, TransactionState,
 };
-use passthrough_core::HostRoot;
+use passthrough_core::{HostReport, HostRoot, ScanOptions};
 
 use common::fixture;
-
-/// A copy of a fixture root in a temporary directory (symlinks copied as symlinks).
-pub fn copy_fixture(name: &str) -> (tempfile::TempDir, HostRoot) {
-    let dir = tempfile::tempdir().unwrap();
-    let dest = dir.path().join("root");
-    let status = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(fixture(name))
-        .arg(&dest)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    (dir, HostRoot::new(dest))
-}
 
 const RECORDER: &str = "#!/bin/sh\n\
 : \"${PASSTHROUGH_ROOT:?recorders run only inside a test root}\"\n\
@@ -148,8 +136,30 @@ fn b550_change(root: &HostRoot) -> Rendered {
     }
 }
 
+/// A copy of only the parts of a fixture root that transactions touch (configuration, boot
+/// files, programs): much faster to copy and compare than the sysfs trees.
+pub fn copy_config(name: &str) -> (tempfile::TempDir, HostRoot) {
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("root");
+    let src = fixture(name);
+    for part in ["etc", "boot", "efi", "usr/bin", "usr/sbin", "proc"] {
+        if src.join(part).exists() {
+            let to = dest.join(part);
+            fs::create_dir_all(to.parent().unwrap()).unwrap();
+            let status = std::process::Command::new("cp")
+                .arg("-a")
+                .arg(src.join(part))
+                .arg(&to)
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+    }
+    (dir, HostRoot::new(dest))
+}
+
 fn b550_with_recorders(fail_grub: bool) -> (tempfile::TempDir, HostRoot) {
-    let (dir, root) = copy_fixture("b550-blog");
+    let (dir, root) = copy_config("b550-blog");
     install_recorder(&root, "/usr/sbin", "update-initramfs", false);
     install_recorder(&root, "/usr/sbin", "update-grub", fail_grub);
     (dir, root)
@@ -450,7 +460,7 @@ fn refuses_paths_commands_and_stale_plans_before_writing_anything() {
 
 #[test]
 fn ids_from_outside_are_validated() {
-    let (_d, root) = copy_fixture("b550-blog");
+    let (_d, root) = copy_config("b550-blog");
     let runner = HostRunner::new(root.clone());
     for bad in ["../../etc", "a/b", "", "x y"] {
         assert!(matches!(
@@ -469,7 +479,7 @@ fn ids_from_outside_are_validated() {
 fn the_runner_never_runs_the_build_machines_tools() {
     // The fixture's own stand-ins are empty files; without them nothing is found, even if
     // this machine has update-grub.
-    let (_d, root) = copy_fixture("iommu-off");
+    let (_d, root) = copy_config("iommu-off");
     fs::remove_file(root.path("/usr/sbin/update-grub")).unwrap();
     let runner = HostRunner::new(root.clone());
     let err = runner.run(&v(&["update-grub"]), &mut |_| {}).unwrap_err();
@@ -542,4 +552,82 @@ fn an_empty_change_still_journals_and_a_custom_runner_can_fail() {
     let err = apply(&root, &change, &Refuse, &mut quiet).unwrap_err();
     assert!(matches!(err, ApplyError::CommandFailed { .. }));
     assert_eq!(tree(&root), original);
+}
+
+/// Recorders to put in place: (directory, command).
+type Recorders = &'static [(&'static str, &'static str)];
+
+fn rendered_setup(
+    name: &'static str,
+    gpu: &'static str,
+    recorders: Recorders,
+) -> impl Fn() -> (tempfile::TempDir, HostRoot, Rendered) {
+    // Rendered once on the fixture itself; applied to copies of its configuration.
+    let fixture_root = HostRoot::new(fixture(name));
+    let report = HostReport::scan(&fixture_root, &ScanOptions::default());
+    let plan = Plan {
+        enable_iommu: true,
+        iommu_pt: true,
+        boot_gpu_fix: true,
+        reserve: vec![gpu.parse().unwrap()],
+        ..Plan::default()
+    };
+    let change = render(&fixture_root, &report, &plan).unwrap();
+    move || {
+        let (d, root) = copy_config(name);
+        for (dir, cmd) in recorders {
+            install_recorder(&root, dir, cmd, false);
+        }
+        (d, root, change.clone())
+    }
+}
+
+#[test]
+fn a_fault_at_every_step_of_rendered_plans() {
+    let cases: [(&str, &str, Recorders); 5] = [
+        ("boot-grub-arch", "0000:01:00.0", &[]),
+        ("boot-sdboot-debian", "0000:01:00.0", &[]),
+        ("boot-sdboot-kernel-install", "0000:01:00.0", &[]),
+        (
+            "two-identical-gpus",
+            "0000:43:00.0",
+            &[("/usr/bin", "booster"), ("/usr/bin", "kernelstub")],
+        ),
+        (
+            "b550-blog",
+            "0000:08:00.0",
+            &[
+                ("/usr/sbin", "update-grub"),
+                ("/usr/sbin", "update-initramfs"),
+            ],
+        ),
+    ];
+    let mut total = 0;
+    for (name, gpu, recorders) in cases {
+        let faults = inject_every_fault(&rendered_setup(name, gpu, recorders));
+        eprintln!("{name}: {faults} faults injected");
+        assert!(faults > 10, "{name}: {faults}");
+        total += faults;
+    }
+    eprintln!("rendered plans: {total} faults injected");
+}
+
+#[test]
+fn a_failing_kernel_install_restores_the_rendered_plan() {
+    let (_d, root, change) = rendered_setup("boot-sdboot-kernel-install", "0000:01:00.0", &[])();
+    install_recorder(&root, "/usr/bin", "kernel-install", true);
+    let original = tree(&root);
+    let runner = HostRunner::new(root.clone());
+    let err = apply(&root, &change, &runner, &mut quiet).unwrap_err();
+    assert!(
+        matches!(&err, ApplyError::CommandFailed { argv, restored: true, .. } if argv[0] == "kernel-install"),
+        "{err:?}"
+    );
+    assert_eq!(tree(&root), original);
+    // dracut ran, kernel-install failed; then both ran again on the restored files.
+    let log = recorded(&root);
+    assert_eq!(log[0], "dracut --regenerate-all --force");
+    assert!(log[1].starts_with("kernel-install add "));
+    assert_eq!(log[2], "dracut --regenerate-all --force");
+    assert_eq!(log.len(), 4, "{log:?}");
 }
