@@ -200,7 +200,10 @@ fn main() -> ExitCode {
         ("gpus", true) => to_json(&json!({ "gpus": report.gpus })),
         ("plan", json) => match plan_render::render(&root, &report, &args.plan) {
             Ok(rendered) if json => {
-                to_json(&serde_json::to_value(&rendered).expect("plans serialize"))
+                // In the order of the struct: files, commands, kernel_args, notes.
+                let mut text = serde_json::to_string_pretty(&rendered).expect("plans serialize");
+                text.push('\n');
+                text
             }
             Ok(rendered) => plan_text(&rendered),
             Err(e) => {
