@@ -158,6 +158,14 @@ fn a_plan_applied_to_its_own_result_renders_to_nothing() {
         let (_d, root) = copy_fixture(name);
         let first = plan_on(&root, &plan).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(!first.is_empty(), "{name}: {plan:?} changes something");
+        // Everything it renders passes the transaction's allow-lists.
+        for f in &first.files {
+            assert!(transaction::path_allowed(&f.path), "{name}: {}", f.path);
+        }
+        for c in &first.commands {
+            assert!(transaction::command_allowed(c), "{name}: {c:?}");
+        }
+        transaction::validate(&root, &first).unwrap();
         apply_files(&root, &first);
         let second = plan_on(&root, &plan).unwrap();
         assert!(
