@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use passthrough_core::dbus::{Helper1Proxy, BUS_NAME, INTERFACE, OBJECT_PATH};
+use passthrough_core::dbus::{Helper1Proxy, HelperError, BUS_NAME, INTERFACE, OBJECT_PATH};
+use passthrough_core::plan::Plan;
 
 const POLKITD: &str = "/usr/lib/polkit-1/polkitd";
 const POLKIT_ACTIONS: &str = "/usr/share/polkit-1/actions";
@@ -301,6 +302,16 @@ impl Bus {
         std::fs::read_to_string(self.dir.path().join("helper.log")).unwrap_or_default()
     }
 
+    /// A method of the helper called as `nobody` through gdbus.
+    fn call_helper_as_nobody(&self, method: &str, args: &[&str]) -> Output {
+        self.call_as_nobody(
+            BUS_NAME,
+            OBJECT_PATH,
+            &format!("{INTERFACE}.{method}"),
+            args,
+        )
+    }
+
     /// `gdbus call` as `nobody` on this bus.
     fn call_as_nobody(&self, dest: &str, path: &str, method: &str, args: &[&str]) -> Output {
         Command::new("setpriv")
@@ -312,6 +323,63 @@ impl Bus {
             .output()
             .expect("setpriv (util-linux) and gdbus (libglib2.0-bin)")
     }
+}
+
+/// Applies `plan` to `root` in this process and stops it by a panic at its last fault
+/// point, leaving a journal that says it started and never ended. Returns its ID.
+fn interrupt_a_transaction(root: &Path, plan: &Plan) -> String {
+    use passthrough_core::transaction::{self, ApplyHooks, HostRunner, TransactionState};
+    use passthrough_core::{HostReport, HostRoot, ScanOptions};
+    use std::cell::Cell;
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+
+    let host = HostRoot::new(root);
+    let report = HostReport::scan(&host, &ScanOptions::default());
+    let rendered = passthrough_core::plan_render::render(&host, &report, plan).unwrap();
+    let runner = HostRunner::new(host.clone());
+    // Count the fault points on a scratch copy of the root first.
+    let scratch = tempfile::tempdir().unwrap();
+    let ok = Command::new("cp")
+        .arg("-a")
+        .arg(root)
+        .arg(scratch.path().join("root"))
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let scratch_root = HostRoot::new(scratch.path().join("root"));
+    let points = std::rc::Rc::new(Cell::new(0));
+    let counter = points.clone();
+    let hooks = ApplyHooks {
+        before_step: Box::new(move |k| counter.set(counter.get().max(k + 1))),
+    };
+    let scratch_runner = HostRunner::new(scratch_root.clone());
+    transaction::apply_with_hooks(
+        &scratch_root,
+        &rendered,
+        &scratch_runner,
+        &mut |_| {},
+        &hooks,
+    )
+    .unwrap();
+    let last = points.get().checked_sub(1).expect("no fault point");
+    let hooks = ApplyHooks {
+        before_step: Box::new(move |k| {
+            if k == last {
+                panic!("simulated crash at fault point {k}");
+            }
+        }),
+    };
+    let crashed = catch_unwind(AssertUnwindSafe(|| {
+        transaction::apply_with_hooks(&host, &rendered, &runner, &mut |_| {}, &hooks)
+    }));
+    assert!(crashed.is_err(), "the simulated crash did not happen");
+    let records = transaction::list(&host).unwrap();
+    let record = records
+        .iter()
+        .find(|r| r.state == TransactionState::Interrupted)
+        .expect("an interrupted transaction");
+    record.id.to_string()
 }
 
 fn chmod(path: &Path, mode: u32) {
@@ -365,7 +433,71 @@ fn root_copy(fixture: &str) -> tempfile::TempDir {
         .unwrap()
         .success();
     assert!(ok, "cannot copy {fixture}");
+    // The fixture's regeneration commands are empty placeholders: make them recorders that
+    // log their arguments inside the root and print a line (for Progress).
+    let sbin = dir.path().join("root/usr/sbin");
+    for name in ["update-grub", "update-initramfs"] {
+        let path = sbin.join(name);
+        std::fs::write(&path, RECORDER).unwrap();
+        chmod(&path, 0o755);
+    }
     dir
+}
+
+const RECORDER: &str = r#"#!/bin/sh
+mkdir -p "$PASSTHROUGH_ROOT/var/log"
+echo "$(basename "$0") $*" >> "$PASSTHROUGH_ROOT/var/log/recorded-commands"
+echo "recorder: $(basename "$0") ran"
+"#;
+
+/// What a transaction may leave behind in a root besides the files it changes: its journal
+/// and the recorders' log.
+fn outside_var(snapshot: BTreeMap<PathBuf, Vec<u8>>) -> BTreeMap<PathBuf, Vec<u8>> {
+    snapshot
+        .into_iter()
+        .filter(|(path, _)| !path.starts_with("var"))
+        .collect()
+}
+
+fn plan_json(plan: &Plan) -> String {
+    serde_json::to_string(plan).unwrap()
+}
+
+/// A JSON plan with one field changed (or added).
+fn plan_with(field: &str, value: serde_json::Value) -> String {
+    let mut v = serde_json::to_value(Plan::default()).unwrap();
+    v[field] = value;
+    v.to_string()
+}
+
+/// A GVariant text literal of a string, for gdbus.
+fn gvariant_str(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// The helper's error variant, or a panic with what came instead.
+fn helper_error<T: std::fmt::Debug>(result: zbus::Result<T>) -> HelperError {
+    match result {
+        Err(e) => HelperError::from_zbus(&e).unwrap_or_else(|| panic!("not a helper error: {e}")),
+        Ok(v) => panic!("expected an error, got {v:?}"),
+    }
+}
+
+/// Drains the signals already received on `stream`, without waiting for more.
+fn drain<S: futures_core::Stream + Unpin>(stream: &mut S) -> Vec<S::Item> {
+    use std::pin::Pin;
+    use std::task::{Context, Poll, Wake, Waker};
+    struct Noop;
+    impl Wake for Noop {
+        fn wake(self: std::sync::Arc<Self>) {}
+    }
+    let waker = Waker::from(std::sync::Arc::new(Noop));
+    let mut cx = Context::from_waker(&waker);
+    let mut items = Vec::new();
+    while let Poll::Ready(Some(item)) = Pin::new(&mut *stream).poll_next(&mut cx) {
+        items.push(item);
+    }
+    items
 }
 
 /// Every file, directory and symlink under `dir` with its content, mode or target.
@@ -496,6 +628,148 @@ fn helper_on_a_private_system_bus_with_polkit() {
         out_text(&out)
     );
 
+    let proxy = zbus::block_on(Helper1Proxy::new(&conn)).unwrap();
+    let plan = Plan {
+        iommu_pt: true,
+        ignore_msrs: true,
+        ..Plan::default()
+    };
+
+    // No transactions yet; anyone may list them.
+    let list = zbus::block_on(proxy.transactions()).unwrap();
+    assert_eq!(list, "[]");
+    let out = bus.call_helper_as_nobody("Transactions", &[]);
+    assert!(out.status.success(), "{}", out_text(&out));
+
+    // Preview needs no privilege: root and nobody get the same exact change.
+    let rendered = zbus::block_on(proxy.preview_plan(&plan)).unwrap();
+    assert!(!rendered.files.is_empty(), "{rendered:?}");
+    assert!(rendered.files.iter().any(|f| f.path == "/etc/default/grub"));
+    assert!(rendered.kernel_args.add.iter().any(|a| a == "iommu=pt"));
+    let out = bus.call_helper_as_nobody("Preview", &[&gvariant_str(&plan_json(&plan))]);
+    assert!(out.status.success(), "nobody previews: {}", out_text(&out));
+    assert!(out_text(&out).contains("iommu=pt"), "{}", out_text(&out));
+
+    // nobody may not apply nor roll back: polkit says no before anything is looked at (even
+    // a malformed argument gets NotAuthorized), with a sentence, and nothing changes.
+    for (method, arg) in [
+        ("Apply", plan_json(&plan)),
+        ("Apply", "{not json".to_owned()),
+        ("Rollback", "../../etc".to_owned()),
+    ] {
+        let out = bus.call_helper_as_nobody(method, &[&gvariant_str(&arg)]);
+        let text = out_text(&out);
+        assert!(!out.status.success(), "nobody {method}: {text}");
+        assert!(
+            text.contains("io.github.passthrough.Helper1.Error.NotAuthorized")
+                && text.contains("not allowed"),
+            "nobody {method}({arg}): {text}"
+        );
+    }
+    assert!(before == snapshot(&root), "a refused call changed the root");
+
+    // Bad arguments from an authorized caller (root) get InvalidArgument or NotFound, and
+    // change nothing.
+    for (what, json) in [
+        ("malformed JSON", "{not json".to_owned()),
+        ("not an object", "[]".to_owned()),
+        (
+            "an unknown field",
+            plan_with("write_file", "/etc/shadow".into()),
+        ),
+        (
+            "a path for an address",
+            plan_with("reserve", serde_json::json!(["../../etc"])),
+        ),
+        (
+            "an unknown address",
+            plan_with("reserve", serde_json::json!(["0000:42:00.0"])),
+        ),
+        (
+            "a non-GPU address",
+            plan_with("reserve", serde_json::json!(["0000:08:00.1"])),
+        ),
+    ] {
+        for method in ["Apply", "Preview"] {
+            let result = zbus::block_on(async {
+                if method == "Apply" {
+                    proxy.apply(&json).await
+                } else {
+                    proxy.preview(&json).await
+                }
+            });
+            let error = helper_error(result);
+            assert!(
+                matches!(error, HelperError::InvalidArgument(_)),
+                "{method} with {what}: {error:?}"
+            );
+        }
+    }
+    for bad in ["../x", "", "a b", &"a".repeat(65)] {
+        let error = helper_error(zbus::block_on(proxy.rollback(bad)));
+        assert!(
+            matches!(error, HelperError::InvalidArgument(_)),
+            "Rollback({bad:?}): {error:?}"
+        );
+    }
+    let error = helper_error(zbus::block_on(proxy.rollback("20990101-000000-abcdef")));
+    assert!(matches!(error, HelperError::NotFound(_)), "{error:?}");
+    assert!(before == snapshot(&root), "a refused call changed the root");
+
+    // root (allowed by the rule) applies: the files change as previewed, the recorders ran,
+    // Progress told the steps and the output, and the journal lists it.
+    let mut progress = zbus::block_on(proxy.receive_progress()).unwrap();
+    let id = zbus::block_on(proxy.apply_plan(&plan))
+        .unwrap_or_else(|e| panic!("Apply: {e}\n{}", bus.helper_log()));
+    for file in &rendered.files {
+        let now = std::fs::read_to_string(root.join(file.path.trim_start_matches('/'))).ok();
+        assert_eq!(now, file.after, "{} is not as previewed", file.path);
+    }
+    let recorded = std::fs::read_to_string(root.join("var/log/recorded-commands")).unwrap();
+    assert!(recorded.contains("update-grub"), "{recorded}");
+    let list: serde_json::Value =
+        serde_json::from_str(&zbus::block_on(proxy.transactions()).unwrap()).unwrap();
+    assert_eq!(list[0]["id"], id.as_str(), "{list}");
+    assert_eq!(list[0]["state"], "applied", "{list}");
+    let signals = drain(&mut progress);
+    let args: Vec<(String, String, String)> = signals
+        .iter()
+        .map(|s| {
+            let a = s.args().unwrap();
+            (
+                a.transaction.to_owned(),
+                a.step.to_owned(),
+                a.line.to_owned(),
+            )
+        })
+        .collect();
+    assert!(!args.is_empty(), "no Progress signal");
+    assert!(args.iter().all(|(t, _, _)| *t == id), "{args:?}");
+    assert!(
+        args.iter()
+            .any(|(_, _, line)| line.contains("recorder: update-grub ran")),
+        "{args:?}"
+    );
+
+    // Applying the same plan again changes nothing.
+    let error = helper_error(zbus::block_on(proxy.apply_plan(&plan)));
+    assert!(
+        matches!(error, HelperError::InvalidArgument(_)),
+        "{error:?}"
+    );
+
+    // Rollback restores every file byte for byte.
+    zbus::block_on(proxy.rollback(&id))
+        .unwrap_or_else(|e| panic!("Rollback: {e}\n{}", bus.helper_log()));
+    assert!(
+        outside_var(before.clone()) == outside_var(snapshot(&root)),
+        "Rollback did not restore the root"
+    );
+    let list: serde_json::Value =
+        serde_json::from_str(&zbus::block_on(proxy.transactions()).unwrap()).unwrap();
+    assert_eq!(list[0]["state"], "rolled-back", "{list}");
+    let after_rollback = snapshot(&root);
+
     // A second helper cannot take the name from the running one: it exits with an error.
     let mut second = bus.helper(&root, 0);
     let status = second
@@ -506,14 +780,18 @@ fn helper_on_a_private_system_bus_with_polkit() {
         "a second helper must fail to own the name"
     );
 
-    // Nothing above changed the root.
     assert!(
         helper.exited().is_none(),
         "helper died:\n{}",
         bus.helper_log()
     );
-    assert!(before == snapshot(&root), "the root changed");
+    assert!(after_rollback == snapshot(&root), "the root changed");
     drop(helper);
+
+    // A transaction interrupted half-way (as if the helper died) is rolled back by the next
+    // helper when it starts, before it serves Apply or Rollback.
+    let interrupted = interrupt_a_transaction(&root, &plan);
+    assert!(outside_var(after_rollback.clone()) != outside_var(snapshot(&root)));
 
     // Idle exit: with --idle-timeout 1 the helper exits by itself, successfully, and gives
     // the name back.
@@ -527,6 +805,21 @@ fn helper_on_a_private_system_bus_with_polkit() {
     assert!(started.elapsed() >= Duration::from_millis(500));
     assert!(!bus.has_owner(BUS_NAME));
     assert!(bus.helper_log().contains("exiting: idle"));
+    // ... and it had recovered the interrupted transaction first.
+    assert!(
+        outside_var(after_rollback) == outside_var(snapshot(&root)),
+        "the interrupted transaction was not rolled back:\n{}",
+        bus.helper_log()
+    );
+    let records = {
+        use passthrough_core::transaction::{list, TransactionState};
+        let records = list(&passthrough_core::HostRoot::new(&root)).unwrap();
+        assert!(records
+            .iter()
+            .all(|r| r.state != TransactionState::Interrupted));
+        records
+    };
+    assert!(records.iter().any(|r| r.id.to_string() == interrupted));
 
     eprintln!(
         "bus at {}, polkitd pid {}, dbus-daemon pid {}",

@@ -158,6 +158,7 @@ pub async fn serve(options: Options) -> zbus::Result<()> {
     let authority = Authority::new(&conn).await?;
     let idle = Idle::new();
     let helper = Helper::new(root, authority, idle.clone());
+    helper.start_recovery();
     conn.object_server().at(OBJECT_PATH, helper).await?;
     // Not zbus's default flags: those allow another process to take the name over, even in
     // the middle of a transaction. One helper at a time; a second one exits.

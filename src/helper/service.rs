@@ -1,27 +1,37 @@
 //! The `io.github.passthrough.Helper1` object.
 //!
 //! Every mutating method checks polkit for the caller first, then validates its arguments,
-//! then acts; nothing else runs as root on a caller's behalf.
+//! then acts, inside a transaction of core's engine; nothing else runs as root on a caller's
+//! behalf. Blocking work (scanning the host, writing files, rebuilding the initramfs) runs on
+//! zruntime's blocking pool, so the bus connection keeps serving other calls meanwhile, and
+//! one transaction at a time runs under `changing`.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use passthrough_core::HostRoot;
+use passthrough_core::dbus::{encode as encode_dto, HelperError, ACTION_CONFIGURE_HOST};
+use passthrough_core::i18n::gettext_f;
+use passthrough_core::plan::Rendered;
+use passthrough_core::plan_render::{render, PlanError};
+use passthrough_core::transaction::{
+    self, ApplyError, HostRunner, Progress, TransactionId, TransactionState,
+};
+use passthrough_core::{HostReport, HostRoot, ScanOptions};
 use zbus::interface;
+use zbus::message::Header;
+use zbus::object_server::SignalEmitter;
 
 use crate::authority::Authority;
 use crate::idle::Idle;
+use crate::validate;
 
 /// The helper's one object, served at [`OBJECT_PATH`](passthrough_core::dbus::OBJECT_PATH).
 #[derive(Debug)]
 pub struct Helper {
     root: HostRoot,
-    // Checked by Apply and Rollback, which call into core's transaction engine.
-    #[allow(dead_code)]
     authority: Authority,
     idle: Idle,
     /// Held while a transaction runs: one change of the host at a time.
-    #[allow(dead_code)]
-    changing: Arc<std::sync::Mutex<()>>,
+    changing: Arc<Mutex<()>>,
 }
 
 impl Helper {
@@ -38,14 +48,284 @@ impl Helper {
     pub fn root(&self) -> &HostRoot {
         &self.root
     }
+
+    /// Starts finishing the rollback of transactions a previous helper left interrupted (it
+    /// died, or the machine lost power). It holds the transaction lock, so `Apply` and
+    /// `Rollback` wait for it, while the helper already answers everything else (D-Bus
+    /// activation must not wait for an initramfs rebuild).
+    pub fn start_recovery(&self) {
+        let root = self.root.clone();
+        let changing = self.changing.clone();
+        let busy = self.idle.busy();
+        // The work runs to its end on the pool; nothing needs its result.
+        drop(zruntime::unblock(move || {
+            let _busy = busy;
+            let _lock = lock(&changing);
+            recover(&root);
+        }));
+    }
 }
+
+fn recover(root: &HostRoot) {
+    match transaction::recover(root, &HostRunner::new(root.clone())) {
+        Ok(ids) if ids.is_empty() => {}
+        Ok(ids) => {
+            let ids: Vec<&str> = ids.iter().map(TransactionId::as_str).collect();
+            tracing::warn!(transactions = ?ids, "rolled back interrupted transactions");
+        }
+        Err(e) => tracing::error!(error = %e, "cannot recover interrupted transactions"),
+    }
+}
+
+/// One line of progress for the `Progress` signal: transaction, step, line.
+type ProgressLine = (String, String, String);
 
 #[interface(name = "io.github.passthrough.Helper1")]
 impl Helper {
+    /// The `Rendered` JSON of a plan on this host: the exact file changes and commands.
+    /// No privilege: it reads what any user can read and changes nothing.
+    async fn preview(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        plan: String,
+    ) -> Result<String, HelperError> {
+        let busy = self.idle.busy();
+        let caller = caller(&header);
+        let root = self.root.clone();
+        let result = zruntime::unblock(move || {
+            let _busy = busy;
+            let (_, rendered) = prepare(&root, &plan)?;
+            encode(&rendered)
+        })
+        .await;
+        log_outcome("Preview", &caller, &result);
+        result
+    }
+
+    /// Applies a plan as one transaction and returns its ID. polkit `configure-host`.
+    async fn apply(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+        plan: String,
+    ) -> Result<String, HelperError> {
+        let busy = self.idle.busy();
+        let caller = caller(&header);
+        if let Err(e) = self.authority.check(&header, ACTION_CONFIGURE_HOST).await {
+            log_outcome::<()>("Apply", &caller, &Err(e.clone()));
+            return Err(e);
+        }
+        let root = self.root.clone();
+        let changing = self.changing.clone();
+        let (tx, rx) = zruntime::mpmc::unbounded::<ProgressLine>();
+        let work = zruntime::unblock(move || {
+            let _busy = busy;
+            // Rendered under the lock, so no other transaction changes the files between
+            // rendering and writing.
+            let _lock = lock(&changing);
+            let (_, rendered) = prepare(&root, &plan)?;
+            if rendered.is_empty() {
+                return Err(HelperError::InvalidArgument(gettext_f(
+                    "The system already matches this plan: there is nothing to apply.",
+                    &[],
+                )));
+            }
+            let runner = HostRunner::new(root.clone());
+            let mut reporter = Reporter::new(&root, None, tx);
+            transaction::apply(&root, &rendered, &runner, &mut |p| reporter.report(p))
+                .map(|id| id.to_string())
+                .map_err(apply_error)
+        });
+        forward_progress(&emitter, rx).await;
+        let result = work.await;
+        log_outcome("Apply", &caller, &result);
+        result
+    }
+
+    /// Restores the files of a transaction byte for byte and runs its commands again.
+    /// polkit `configure-host`.
+    async fn rollback(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+        transaction: String,
+    ) -> Result<(), HelperError> {
+        let busy = self.idle.busy();
+        let caller = caller(&header);
+        if let Err(e) = self.authority.check(&header, ACTION_CONFIGURE_HOST).await {
+            log_outcome::<()>("Rollback", &caller, &Err(e.clone()));
+            return Err(e);
+        }
+        let root = self.root.clone();
+        let changing = self.changing.clone();
+        let (tx, rx) = zruntime::mpmc::unbounded::<ProgressLine>();
+        let work = zruntime::unblock(move || {
+            let _busy = busy;
+            let id = validate::transaction_id(&transaction)?;
+            let id = TransactionId::parse(id).map_err(apply_error)?;
+            let _lock = lock(&changing);
+            let runner = HostRunner::new(root.clone());
+            let mut reporter = Reporter::new(&root, Some(id.to_string()), tx);
+            transaction::rollback(&root, &id, &runner, &mut |p| reporter.report(p))
+                .map_err(apply_error)
+        });
+        forward_progress(&emitter, rx).await;
+        let result = work.await;
+        log_outcome("Rollback", &caller, &result);
+        result
+    }
+
+    /// JSON list of the journalled transactions, newest first. No privilege.
+    async fn transactions(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<String, HelperError> {
+        let busy = self.idle.busy();
+        let caller = caller(&header);
+        let root = self.root.clone();
+        let result = zruntime::unblock(move || {
+            let _busy = busy;
+            let list = transaction::list(&root).map_err(apply_error)?;
+            encode(&list)
+        })
+        .await;
+        log_outcome("Transactions", &caller, &result);
+        result
+    }
+
+    /// A step starting (empty `line`) or a line of command output of a running transaction.
+    #[zbus(signal)]
+    async fn progress(
+        emitter: &SignalEmitter<'_>,
+        transaction: &str,
+        step: &str,
+        line: &str,
+    ) -> zbus::Result<()>;
+
     /// The helper's version (the package version).
     #[zbus(property(emits_changed_signal = "const"))]
     fn version(&self) -> String {
-        let _busy = self.idle.busy();
         env!("CARGO_PKG_VERSION").to_owned()
+    }
+}
+
+/// Scans the host, validates the plan against it, renders it, and checks that the result
+/// only touches the files the helper is meant to write.
+fn prepare(root: &HostRoot, plan_json: &str) -> Result<(HostReport, Rendered), HelperError> {
+    // Syntax first: a malformed plan costs no host scan.
+    validate::plan_syntax(plan_json)?;
+    let report = HostReport::scan(root, &ScanOptions::default());
+    let plan = validate::plan(plan_json, &report)?;
+    let rendered = render(root, &report, &plan).map_err(plan_error)?;
+    validate::rendered_paths(&rendered)?;
+    Ok((report, rendered))
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Result<String, HelperError> {
+    encode_dto(value).map_err(|e| HelperError::Failed(e.to_string()))
+}
+
+fn lock(changing: &Mutex<()>) -> MutexGuard<'_, ()> {
+    // A panic while holding the lock leaves nothing half-done that the lock protects: the
+    // journal on disk is the state, so a poisoned lock is simply taken over.
+    changing
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The caller as logs show it: its unique bus name.
+fn caller(header: &Header<'_>) -> String {
+    header
+        .sender()
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| "?".to_owned())
+}
+
+fn log_outcome<T>(method: &str, caller: &str, result: &Result<T, HelperError>) {
+    match result {
+        Ok(_) => tracing::info!(%method, %caller, "done"),
+        Err(e) => tracing::warn!(%method, %caller, error = %e, "refused or failed"),
+    }
+}
+
+fn plan_error(e: PlanError) -> HelperError {
+    let message = e.message();
+    match e {
+        PlanError::UnknownDevice(_)
+        | PlanError::NotAGpu(_)
+        | PlanError::ReserveAndRelease(_)
+        | PlanError::SharedGroup { .. } => HelperError::InvalidArgument(message),
+        PlanError::UnknownBootLoader { .. } | PlanError::Edit(_) | PlanError::Read { .. } => {
+            HelperError::Failed(message)
+        }
+    }
+}
+
+fn apply_error(e: ApplyError) -> HelperError {
+    let message = e.message();
+    match e {
+        ApplyError::InvalidId(_) => HelperError::InvalidArgument(message),
+        ApplyError::NotFound(_) => HelperError::NotFound(message),
+        _ => HelperError::Failed(message),
+    }
+}
+
+/// Turns the engine's progress callbacks (on the blocking thread) into `Progress` signal
+/// arguments for the method's task.
+struct Reporter {
+    root: HostRoot,
+    transaction: Option<String>,
+    step: String,
+    tx: zruntime::mpmc::Sender<ProgressLine>,
+}
+
+impl Reporter {
+    fn new(
+        root: &HostRoot,
+        transaction: Option<String>,
+        tx: zruntime::mpmc::Sender<ProgressLine>,
+    ) -> Self {
+        Self {
+            root: root.clone(),
+            transaction,
+            step: String::new(),
+            tx,
+        }
+    }
+
+    fn report(&mut self, progress: &Progress) {
+        let line = match progress {
+            Progress::Step { text, .. } => {
+                self.step = text.clone();
+                String::new()
+            }
+            Progress::Output { line } => line.clone(),
+        };
+        let transaction = self.transaction().unwrap_or_default();
+        // The receiver only goes away when the method's task does; then nobody listens.
+        let _ = self.tx.try_send((transaction, self.step.clone(), line));
+    }
+
+    /// The ID of the running transaction. The engine makes it inside `apply`; while this
+    /// helper holds the `changing` lock, the newest journal still in progress is ours.
+    fn transaction(&mut self) -> Option<String> {
+        if self.transaction.is_none() {
+            self.transaction = transaction::list(&self.root).ok().and_then(|records| {
+                records
+                    .into_iter()
+                    .find(|r| r.state == TransactionState::Interrupted)
+                    .map(|r| r.id.to_string())
+            });
+        }
+        self.transaction.clone()
+    }
+}
+
+/// Emits a `Progress` signal for each line until the work drops its sender.
+async fn forward_progress(emitter: &SignalEmitter<'_>, rx: zruntime::mpmc::Receiver<ProgressLine>) {
+    while let Ok((transaction, step, line)) = rx.recv().await {
+        if let Err(e) = Helper::progress(emitter, &transaction, &step, &line).await {
+            tracing::warn!(error = %e, "cannot emit Progress");
+        }
     }
 }

@@ -139,7 +139,7 @@ pub fn plan_devices(plan: &Plan, report: &HostReport) -> Result<(), HelperError>
                 .or_else(|| device.class.map(|c| format!("{:04x}", c >> 8)))
                 .unwrap_or_else(|| "?".to_owned());
             return Err(invalid(gettext_f(
-                "{address} is not a graphics card (it is a {class}).",
+                "{address} is not a graphics card ({class}).",
                 &[("address", &address.to_string()), ("class", &class)],
             )));
         }
