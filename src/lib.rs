@@ -2,6 +2,7 @@
 
 mod application;
 mod config;
+mod helper_client;
 mod pages;
 pub mod timing;
 mod widgets;

@@ -23,7 +23,7 @@ use passthrough_core::checks::{self, Check};
 use passthrough_core::{HostReport, HostRoot, ScanOptions};
 
 use crate::application::PtApplication;
-use crate::pages::{GpuView, PtGpuPage, PtSystemPage};
+use crate::pages::{GpuView, PtBootPage, PtGpuPage, PtSystemPage};
 
 /// The steps, in the order of the sidebar; `--page` and `win.show-page` take these names.
 pub const PAGES: &[&str] = &[
@@ -86,6 +86,8 @@ mod imp {
         pub(super) system_page: TemplateChild<PtSystemPage>,
         #[template_child]
         pub(super) gpu_page: TemplateChild<PtGpuPage>,
+        #[template_child]
+        pub(super) boot_page: TemplateChild<PtBootPage>,
 
         /// The directory read as the host's `/`.
         pub(super) root: RefCell<PathBuf>,
@@ -106,6 +108,7 @@ mod imp {
         fn class_init(klass: &mut Self::Class) {
             PtSystemPage::ensure_type();
             PtGpuPage::ensure_type();
+            PtBootPage::ensure_type();
             klass.bind_template();
             klass.bind_template_instance_callbacks();
 
@@ -135,6 +138,21 @@ mod imp {
                     }
                 },
             );
+            klass.install_action(
+                "win.reserve-gpu",
+                Some(glib::VariantTy::STRING),
+                |win, _, param| {
+                    let address = param.and_then(|p| p.str()).and_then(|a| a.parse().ok());
+                    if let Some(address) = address {
+                        win.show_page("boot");
+                        win.imp().boot_page.reserve(address);
+                    }
+                },
+            );
+            klass.install_action("win.show-changes", None, |win, _, _| {
+                win.show_page("boot");
+                win.imp().boot_page.show_changes();
+            });
             klass.install_action("win.back", None, |win, _, _| {
                 let leaflet = &win.imp().leaflet;
                 if leaflet.is_folded() {
@@ -187,6 +205,7 @@ impl PtWindow {
         let win: Self = glib::Object::builder().property("application", app).build();
         win.imp().root.replace(root.to_path_buf());
         win.imp().system_page.set_root(root);
+        win.imp().boot_page.set_root(root);
         app.bind_property("show-all-devices", &*win.imp().gpu_page, "show-all-devices")
             .sync_create()
             .build();
@@ -348,6 +367,7 @@ impl PtWindow {
                 let scan = Rc::new(scan);
                 imp.system_page.set_scan(&scan);
                 imp.gpu_page.set_scan(&scan);
+                imp.boot_page.set_scan(&scan);
                 imp.scan.replace(Some(scan));
                 if first {
                     self.after_first_scan();
@@ -361,6 +381,7 @@ impl PtWindow {
                 if first {
                     imp.system_page.set_failed();
                     imp.gpu_page.set_failed();
+                    imp.boot_page.set_failed();
                     self.after_first_scan();
                 }
             }
@@ -412,11 +433,12 @@ impl PtWindow {
         if env_is_1("PASSTHROUGH_TEST_REPORT") {
             match self.imp().scan.borrow().as_ref() {
                 Some(scan) => println!(
-                    "ready: gpus={} checks={} page={} scans={}",
+                    "ready: gpus={} checks={} page={} scans={} history={}",
                     scan.report.gpus.len(),
                     scan.checks.len(),
                     self.visible_page(),
-                    self.imp().scans_done.get()
+                    self.imp().scans_done.get(),
+                    self.imp().boot_page.history_len()
                 ),
                 None => println!("scan-failed: page={}", self.visible_page()),
             }

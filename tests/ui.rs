@@ -89,6 +89,31 @@ fn colours(path: &Path) -> u32 {
 }
 
 fn screenshot(lang: &str, root: &str, page: &str, name: &str, actions: Option<&str>) -> PathBuf {
+    screenshot_with(lang, root, page, name, actions, None)
+}
+
+/// A window of `height` pixels: set through a keyfile settings backend in a temporary
+/// config home, so long pages fit in one picture.
+fn tall(cmd: &mut Command, config: &Path, height: u32) {
+    let dir = config.join("glib-2.0/settings");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("keyfile"),
+        format!("[io/github/passthrough/Passthrough]\nwindow-height={height}\nwindow-width=1100\n"),
+    )
+    .unwrap();
+    cmd.env("GSETTINGS_BACKEND", "keyfile")
+        .env("XDG_CONFIG_HOME", config);
+}
+
+fn screenshot_with(
+    lang: &str,
+    root: &str,
+    page: &str,
+    name: &str,
+    actions: Option<&str>,
+    height: Option<u32>,
+) -> PathBuf {
     let dir = top().join("target/screenshots");
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(format!("{name}-{lang}.png"));
@@ -98,6 +123,10 @@ fn screenshot(lang: &str, root: &str, page: &str, name: &str, actions: Option<&s
         .args(["--root", root, "--page", page]);
     if let Some(a) = actions {
         cmd.env("PASSTHROUGH_TEST_ACTIONS", a);
+    }
+    let config = tempfile::tempdir().unwrap();
+    if let Some(h) = height {
+        tall(&mut cmd, config.path(), h);
     }
     let child = cmd.stdout(Stdio::piped()).spawn().unwrap();
     let (status, out) = wait(child, Duration::from_secs(60));
@@ -249,4 +278,62 @@ fn bad_arguments_exit_2_without_a_window() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let out = app("en").args(["--page", "nowhere"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
+
+#[test]
+fn boot_configuration_preview_and_history() {
+    use passthrough_core::plan::Plan;
+    use passthrough_core::transaction::{self, HostRunner};
+    use passthrough_core::{plan_render, HostReport, HostRoot, ScanOptions};
+
+    // The preview of reserving the GTX 1080 on the Fedora-like fixture, diff unfolded.
+    let fedora = fixture("intel-igpu-nvidia");
+    for lang in ["en", "zh_CN"] {
+        screenshot_with(
+            lang,
+            &fedora,
+            "boot",
+            "boot-preview",
+            Some("win.reserve-gpu::0000:01:00.0;win.show-changes"),
+            Some(1800),
+        );
+    }
+
+    // A change applied by core's transaction engine (recorders instead of grub-mkconfig and
+    // mkinitcpio) on a copy of the Arch fixture shows up in the history with Roll Back.
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("root");
+    let ok = Command::new("cp")
+        .arg("-a")
+        .arg(fixture("boot-grub-arch"))
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let root = HostRoot::new(&copy);
+    let report = HostReport::scan(&root, &ScanOptions::default());
+    let plan = Plan {
+        reserve: vec!["0000:01:00.0".parse().unwrap()],
+        ignore_msrs: true,
+        ..Plan::default()
+    };
+    let rendered = plan_render::render(&root, &report, &plan).expect("the plan renders");
+    let id = transaction::apply(
+        &root,
+        &rendered,
+        &HostRunner::new(root.clone()),
+        &mut |_| {},
+    )
+    .expect("applied");
+    let copy_s = copy.display().to_string();
+    for lang in ["en", "zh_CN"] {
+        screenshot_with(lang, &copy_s, "boot", "boot-history", None, Some(1800));
+    }
+    let mut cmd = app("en");
+    cmd.args(["--root", &copy_s, "--page", "boot"]);
+    with_running_app(&mut cmd, |line, _| {
+        assert_eq!(field(line, "history"), "1", "{line}");
+        assert_eq!(field(line, "page"), "boot");
+    });
+    assert_eq!(transaction::list(&root).unwrap()[0].id, id);
 }

@@ -408,6 +408,19 @@ fn card(report: &HostReport, gpu: &GpuVerdict) -> Card {
 }
 
 /// Renders `plan` on the host under `root` (whose facts are `report`).
+/// The kernel arguments the boot configuration gives the next boot: what the files say,
+/// which differs from the running kernel's command line until the host restarts.
+pub fn configured_args(root: &HostRoot, report: &HostReport) -> Result<Vec<String>, PlanError> {
+    let plan = Plan::default();
+    let r = Renderer {
+        root,
+        report,
+        plan: &plan,
+        out: Rendered::default(),
+    };
+    current_boot_words(&r)
+}
+
 pub fn render(root: &HostRoot, report: &HostReport, plan: &Plan) -> Result<Rendered, PlanError> {
     let mut r = Renderer {
         root,

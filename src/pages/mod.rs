@@ -1,7 +1,9 @@
 //! One page per setup step. The steps not built yet are status pages in `window.ui`.
 
+mod boot_page;
 mod gpu_page;
 mod system_page;
 
+pub use boot_page::PtBootPage;
 pub use gpu_page::{GpuView, PtGpuPage};
 pub use system_page::PtSystemPage;

@@ -5,7 +5,7 @@ use adw::prelude::*;
 use adw::subclass::prelude::*;
 use gettextrs::gettext;
 use gtk::glib;
-use passthrough_core::gpu::GpuVerdict;
+use passthrough_core::gpu::{GpuVerdict, Verdict};
 use passthrough_core::markdown::{device_line, lanes_label, link_label, verdict_label};
 use passthrough_core::pci::{PciAddress, PciScan};
 
@@ -23,6 +23,8 @@ mod imp {
         pub(super) address_label: TemplateChild<gtk::Label>,
         #[template_child]
         pub(super) verdict_label: TemplateChild<gtk::Label>,
+        #[template_child]
+        pub(super) reserve_button: TemplateChild<gtk::Button>,
         #[template_child]
         pub(super) explanation_row: TemplateChild<PtStatusRow>,
         #[template_child]
@@ -96,6 +98,12 @@ impl PtGpuCard {
         let verdict = verdict_label(gpu.verdict);
         imp.verdict_label.set_label(&verdict);
         imp.verdict_label.add_css_class(tone.css_class());
+        // Offered for a card that can go to a VM and is not held by vfio-pci yet.
+        if gpu.verdict == Verdict::Isolated && gpu.driver.as_deref() != Some("vfio-pci") {
+            imp.reserve_button
+                .set_action_target_value(Some(&gpu.address.to_string().to_variant()));
+            imp.reserve_button.set_visible(true);
+        }
         imp.explanation_row.set_tone(Some(tone));
         imp.explanation_row.set_heading(&verdict);
         imp.explanation_row.set_summary(&gpu.explanation);

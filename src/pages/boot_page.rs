@@ -1,0 +1,624 @@
+//! [`PtBootPage`]: the Boot configuration step. The user picks the cards to reserve and the
+//! kernel options; the page shows exactly what will change (rendered by core, the same code
+//! the privileged helper runs), applies it through the helper after polkit says yes, and
+//! lists earlier changes with a way back.
+
+use std::cell::{Cell, RefCell};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use adw::prelude::*;
+use adw::subclass::prelude::*;
+use gettextrs::gettext;
+use gtk::{gio, glib};
+use passthrough_core::cmdline::{KernelCmdline, PassthroughArgs};
+use passthrough_core::cpu::CpuVendor;
+use passthrough_core::gpu::{GpuVerdict, Verdict};
+use passthrough_core::i18n::{gettext_f, ngettext_f};
+use passthrough_core::pci::PciAddress;
+use passthrough_core::plan::{BindBy, Plan, Rendered};
+use passthrough_core::transaction::{self, TransactionState};
+use passthrough_core::{markdown, plan_render, HostRoot};
+
+use crate::widgets::{set_tone_icon, Tone};
+use crate::window::Scan;
+
+mod imp {
+    use super::*;
+
+    #[derive(Debug, Default, gtk::CompositeTemplate)]
+    #[template(file = "boot_page.ui")]
+    pub struct PtBootPage {
+        #[template_child]
+        pub(super) state: TemplateChild<gtk::Stack>,
+        #[template_child]
+        pub(super) status_icon: TemplateChild<gtk::Image>,
+        #[template_child]
+        pub(super) status_title: TemplateChild<gtk::Label>,
+        #[template_child]
+        pub(super) status_description: TemplateChild<gtk::Label>,
+        #[template_child]
+        pub(super) gpus_group: TemplateChild<adw::PreferencesGroup>,
+        #[template_child]
+        pub(super) bind_row: TemplateChild<adw::ComboRow>,
+        #[template_child]
+        pub(super) iommu_row: TemplateChild<adw::ActionRow>,
+        #[template_child]
+        pub(super) iommu_switch: TemplateChild<gtk::Switch>,
+        #[template_child]
+        pub(super) pt_switch: TemplateChild<gtk::Switch>,
+        #[template_child]
+        pub(super) msrs_switch: TemplateChild<gtk::Switch>,
+        #[template_child]
+        pub(super) fb_row: TemplateChild<adw::ActionRow>,
+        #[template_child]
+        pub(super) fb_switch: TemplateChild<gtk::Switch>,
+        #[template_child]
+        pub(super) acs_switch: TemplateChild<gtk::Switch>,
+        #[template_child]
+        pub(super) preview_summary: TemplateChild<gtk::Label>,
+        #[template_child]
+        pub(super) diff_expander: TemplateChild<gtk::Expander>,
+        #[template_child]
+        pub(super) diff_view: TemplateChild<gtk::TextView>,
+        #[template_child]
+        pub(super) progress_revealer: TemplateChild<gtk::Revealer>,
+        #[template_child]
+        pub(super) progress_spinner: TemplateChild<gtk::Spinner>,
+        #[template_child]
+        pub(super) progress_label: TemplateChild<gtk::Label>,
+        #[template_child]
+        pub(super) progress_view: TemplateChild<gtk::TextView>,
+        #[template_child]
+        pub(super) history_group: TemplateChild<adw::PreferencesGroup>,
+
+        pub(super) root: RefCell<PathBuf>,
+        pub(super) scan: RefCell<Option<Rc<Scan>>>,
+        /// One check button per GPU, with whether the card is reserved now.
+        pub(super) gpu_checks: RefCell<Vec<(PciAddress, bool, gtk::CheckButton)>>,
+        pub(super) gpu_rows: RefCell<Vec<adw::ActionRow>>,
+        pub(super) history_rows: RefCell<Vec<adw::ActionRow>>,
+        /// The last preview, applied as shown.
+        pub(super) rendered: RefCell<Option<Rendered>>,
+        /// Increases with every preview request, so a late answer never overwrites a newer one.
+        pub(super) preview_serial: Cell<u64>,
+        /// Updating widgets from a scan: switch signals must not start previews meanwhile.
+        pub(super) loading: Cell<bool>,
+        pub(super) history_len: Cell<usize>,
+        /// The boot files give the next boot other arguments than the running kernel got.
+        pub(super) config_differs: Cell<bool>,
+        /// A change was applied in this session: the host needs a restart.
+        pub(super) restart_pending: Cell<bool>,
+    }
+
+    #[glib::object_subclass]
+    impl ObjectSubclass for PtBootPage {
+        const NAME: &'static str = "PtBootPage";
+        type Type = super::PtBootPage;
+        type ParentType = adw::Bin;
+
+        fn class_init(klass: &mut Self::Class) {
+            klass.bind_template();
+            klass.install_action_async("boot.apply", None, |page, _, _| async move {
+                page.apply().await;
+            });
+        }
+
+        fn instance_init(obj: &glib::subclass::InitializingObject<Self>) {
+            obj.init_template();
+        }
+    }
+
+    impl ObjectImpl for PtBootPage {
+        fn constructed(&self) {
+            self.parent_constructed();
+            let obj = self.obj();
+            for switch in [
+                &*self.iommu_switch,
+                &*self.pt_switch,
+                &*self.msrs_switch,
+                &*self.fb_switch,
+                &*self.acs_switch,
+            ] {
+                switch.connect_active_notify(glib::clone!(
+                    #[weak]
+                    obj,
+                    move |_| obj.refresh_preview()
+                ));
+            }
+            self.bind_row.connect_selected_notify(glib::clone!(
+                #[weak]
+                obj,
+                move |_| obj.refresh_preview()
+            ));
+            obj.action_set_enabled("boot.apply", false);
+        }
+    }
+
+    impl WidgetImpl for PtBootPage {}
+    impl BinImpl for PtBootPage {}
+}
+
+glib::wrapper! {
+    pub struct PtBootPage(ObjectSubclass<imp::PtBootPage>)
+        @extends adw::Bin, gtk::Widget,
+        @implements gtk::Buildable, gtk::ConstraintTarget;
+}
+
+/// Whether the kernel command line (or the driver) says the card is reserved already.
+fn is_reserved(gpu: &GpuVerdict, args: &PassthroughArgs) -> bool {
+    gpu.driver.as_deref() == Some("vfio-pci")
+        || gpu.ids().is_some_and(|ids| {
+            args.vfio_pci_ids
+                .iter()
+                .any(|i| i.eq_ignore_ascii_case(&ids))
+        })
+}
+
+impl PtBootPage {
+    pub fn set_root(&self, root: &Path) {
+        self.imp().root.replace(root.to_path_buf());
+    }
+
+    pub fn set_failed(&self) {
+        self.imp().state.set_visible_child_name("loading");
+    }
+
+    /// Fills the page from a new scan: the cards, what is set already, the history.
+    pub fn set_scan(&self, scan: &Rc<Scan>) {
+        let imp = self.imp();
+        imp.loading.set(true);
+        imp.scan.replace(Some(scan.clone()));
+        let report = &scan.report;
+        // Switches show what the boot files say (the next boot), which is what a plan
+        // changes; the running kernel's arguments tell whether a restart is pending.
+        let root = HostRoot::new(imp.root.borrow().clone());
+        let configured = plan_render::configured_args(&root, report)
+            .map(|words| KernelCmdline::parse(&words.join(" ")))
+            .ok();
+        let running = report.cmdline.clone().unwrap_or_default();
+        let configured = configured.unwrap_or_else(|| running.clone());
+        let relevant = |c: &KernelCmdline| -> Vec<String> {
+            let mut v: Vec<String> = c.relevant().iter().map(|a| a.to_string()).collect();
+            v.sort();
+            v
+        };
+        imp.config_differs
+            .set(relevant(&configured) != relevant(&running));
+        let args = &configured.passthrough_args();
+
+        for row in imp.gpu_rows.take() {
+            imp.gpus_group.remove(&row);
+        }
+        let mut checks = Vec::new();
+        for gpu in &report.gpus {
+            let reserved = is_reserved(gpu, args);
+            let row = adw::ActionRow::new();
+            row.set_title(&glib::markup_escape_text(&gpu.display_name()));
+            row.set_subtitle(&glib::markup_escape_text(&format!(
+                "{} · {}",
+                gpu.address,
+                markdown::verdict_label(gpu.verdict)
+            )));
+            let check = gtk::CheckButton::new();
+            check.set_valign(gtk::Align::Center);
+            check.set_active(reserved);
+            // Without an IOMMU nothing can be reserved; a card in a shared group only with the
+            // ACS override, which the preview explains when it refuses.
+            let possible = gpu.verdict != Verdict::NoIommu;
+            check.set_sensitive(possible || reserved);
+            check.connect_toggled(glib::clone!(
+                #[weak(rename_to = page)]
+                self,
+                move |_| page.refresh_preview()
+            ));
+            row.add_prefix(&check);
+            row.set_activatable_widget(Some(&check));
+            imp.gpus_group.add(&row);
+            imp.gpu_rows.borrow_mut().push(row);
+            checks.push((gpu.address, reserved, check));
+        }
+        imp.gpu_checks.replace(checks);
+
+        let amd = report.cpu.as_ref().map(|c| c.vendor) == Some(CpuVendor::Amd);
+        let set_switch = |switch: &gtk::Switch, on: bool| {
+            // What the running kernel already has is shown on; turning it off again is what
+            // Rollback is for.
+            switch.set_active(on);
+            switch.set_sensitive(!on);
+        };
+        if amd {
+            imp.iommu_row.set_subtitle(&gettext(
+                "On AMD processors the kernel turns the IOMMU on by itself: nothing to add. Turn it on in the firmware setup if it is off.",
+            ));
+            imp.iommu_switch.set_active(report.pci.iommu_enabled);
+            imp.iommu_switch.set_sensitive(false);
+        } else {
+            imp.iommu_row
+                .set_subtitle(&gettext("intel_iommu=on: needed on Intel processors."));
+            set_switch(&imp.iommu_switch, args.intel_iommu_on());
+        }
+        set_switch(&imp.pt_switch, args.iommu.as_deref() == Some("pt"));
+        set_switch(
+            &imp.msrs_switch,
+            args.kvm_ignore_msrs.as_deref() == Some("1"),
+        );
+        set_switch(
+            &imp.fb_switch,
+            args.efifb_off() || args.initcall_blacklist.iter().any(|i| i == "sysfb_init"),
+        );
+        set_switch(&imp.acs_switch, args.pcie_acs_override.is_some());
+        imp.fb_row.set_subtitle(&gettext(
+            "video=efifb:off, or initcall_blacklist=sysfb_init on kernels with simpledrm: the host's console lets go of the card, which the boot GPU needs.",
+        ));
+        imp.loading.set(false);
+
+        self.update_status();
+        self.refresh_history();
+        self.refresh_preview();
+        imp.state.set_visible_child_name("content");
+    }
+
+    /// Ticks a card for reservation (the Graphics card step's Reserve button).
+    pub fn reserve(&self, address: PciAddress) {
+        for (addr, _, check) in self.imp().gpu_checks.borrow().iter() {
+            if *addr == address && check.is_sensitive() {
+                check.set_active(true);
+            }
+        }
+    }
+
+    /// Transactions listed in the history (for tests).
+    pub fn history_len(&self) -> usize {
+        self.imp().history_len.get()
+    }
+
+    /// Unfolds the exact diff of the preview.
+    pub fn show_changes(&self) {
+        self.imp().diff_expander.set_expanded(true);
+    }
+
+    fn plan(&self) -> Plan {
+        let imp = self.imp();
+        let mut plan = Plan {
+            enable_iommu: imp.iommu_switch.is_active() && imp.iommu_switch.is_sensitive(),
+            iommu_pt: imp.pt_switch.is_active() && imp.pt_switch.is_sensitive(),
+            ignore_msrs: imp.msrs_switch.is_active() && imp.msrs_switch.is_sensitive(),
+            boot_gpu_fix: imp.fb_switch.is_active() && imp.fb_switch.is_sensitive(),
+            acs_override: imp.acs_switch.is_active() && imp.acs_switch.is_sensitive(),
+            bind_by: match imp.bind_row.selected() {
+                1 => BindBy::Ids,
+                2 => BindBy::Address,
+                _ => BindBy::Auto,
+            },
+            ..Plan::default()
+        };
+        for (addr, reserved, check) in imp.gpu_checks.borrow().iter() {
+            match (check.is_active(), *reserved) {
+                (true, false) => plan.reserve.push(*addr),
+                (false, true) => plan.release.push(*addr),
+                _ => {}
+            }
+        }
+        plan
+    }
+
+    /// Renders the plan off the GTK thread and shows its summary and diff.
+    fn refresh_preview(&self) {
+        let imp = self.imp();
+        if imp.loading.get() {
+            return;
+        }
+        let Some(scan) = imp.scan.borrow().clone() else {
+            return;
+        };
+        let serial = imp.preview_serial.get() + 1;
+        imp.preview_serial.set(serial);
+        let plan = self.plan();
+        let root = imp.root.borrow().clone();
+        let report = scan.report.clone();
+        glib::spawn_future_local(glib::clone!(
+            #[weak(rename_to = page)]
+            self,
+            async move {
+                let result = gio::spawn_blocking(move || {
+                    plan_render::render(&HostRoot::new(root), &report, &plan)
+                        .map(|r| {
+                            let diff = plan_render::unified_diff(&r);
+                            (r, diff)
+                        })
+                        .map_err(|e| e.to_string())
+                })
+                .await;
+                if page.imp().preview_serial.get() != serial {
+                    return;
+                }
+                match result {
+                    Ok(Ok((rendered, diff))) => page.show_preview(Some(rendered), &diff, None),
+                    Ok(Err(message)) => page.show_preview(None, "", Some(&message)),
+                    Err(_) => page.show_preview(
+                        None,
+                        "",
+                        Some(&gettext("Working out the changes failed unexpectedly.")),
+                    ),
+                }
+            }
+        ));
+    }
+
+    fn show_preview(&self, rendered: Option<Rendered>, diff: &str, error: Option<&str>) {
+        let imp = self.imp();
+        imp.diff_view.buffer().set_text(diff);
+        let text = match (&rendered, error) {
+            (_, Some(message)) => message.to_owned(),
+            (Some(r), None) if r.is_empty() => {
+                gettext("Nothing to change: the boot configuration already matches these choices.")
+            }
+            (Some(r), None) => summary(r),
+            (None, None) => String::new(),
+        };
+        imp.preview_summary.set_label(&text);
+        let can_apply = rendered.as_ref().is_some_and(|r| !r.is_empty());
+        imp.diff_expander.set_visible(can_apply);
+        imp.rendered.replace(rendered);
+        self.action_set_enabled("boot.apply", can_apply);
+    }
+
+    fn update_status(&self) {
+        let imp = self.imp();
+        let Some(scan) = imp.scan.borrow().clone() else {
+            return;
+        };
+        let report = &scan.report;
+        let held: Vec<&GpuVerdict> = report
+            .gpus
+            .iter()
+            .filter(|g| g.driver.as_deref() == Some("vfio-pci"))
+            .collect();
+        let (tone, title, description) = if imp.restart_pending.get() || imp.config_differs.get() {
+            (
+                Tone::Warning,
+                gettext("Restart to Finish"),
+                gettext("The new boot configuration is written. It takes effect when the computer restarts; after that, this page checks that the IOMMU is on and the card is held by vfio-pci."),
+            )
+        } else if report.pci.iommu_enabled && !held.is_empty() {
+            let names: Vec<String> = held.iter().map(|g| g.display_name()).collect();
+            (
+                Tone::Ok,
+                gettext("Ready"),
+                ngettext_f(
+                    "The IOMMU is on and {names} is held by vfio-pci. Go on with the Network step.",
+                    "The IOMMU is on and {names} are held by vfio-pci. Go on with the Network step.",
+                    held.len() as u32,
+                    &[("names", &names.join(", "))],
+                ),
+            )
+        } else {
+            (
+                Tone::Info,
+                gettext("Choose What to Change"),
+                gettext("Nothing is written until you press Apply and authenticate. Every change is backed up and can be rolled back."),
+            )
+        };
+        set_tone_icon(&imp.status_icon, Some(tone));
+        imp.status_title.set_label(&title);
+        imp.status_description.set_label(&description);
+    }
+
+    /// Lists the transactions recorded on the host, newest first, each with Rollback.
+    fn refresh_history(&self) {
+        let imp = self.imp();
+        for row in imp.history_rows.take() {
+            imp.history_group.remove(&row);
+        }
+        let root = HostRoot::new(imp.root.borrow().clone());
+        let records = match transaction::list(&root) {
+            Ok(records) => records,
+            Err(e) => {
+                tracing::warn!("cannot read the transaction journal: {e}");
+                Vec::new()
+            }
+        };
+        imp.history_len.set(records.len());
+        if records.is_empty() {
+            let row = adw::ActionRow::new();
+            row.set_title(&gettext("No changes yet"));
+            imp.history_group.add(&row);
+            imp.history_rows.borrow_mut().push(row);
+            return;
+        }
+        for record in records {
+            let row = adw::ActionRow::new();
+            row.set_title(&glib::markup_escape_text(&record.summary));
+            let when = glib::DateTime::from_unix_local(record.started as i64)
+                .and_then(|t| t.format("%x %X"))
+                .map(|t| t.to_string())
+                .unwrap_or_default();
+            row.set_subtitle(&glib::markup_escape_text(&format!(
+                "{when} · {} · {}",
+                record.id,
+                record.state.label()
+            )));
+            if record.state == TransactionState::Applied {
+                let button = gtk::Button::with_mnemonic(&gettext("_Roll Back…"));
+                button.set_valign(gtk::Align::Center);
+                let id = record.id.to_string();
+                button.connect_clicked(glib::clone!(
+                    #[weak(rename_to = page)]
+                    self,
+                    move |_| {
+                        let id = id.clone();
+                        glib::spawn_future_local(async move { page.rollback(id).await });
+                    }
+                ));
+                row.add_suffix(&button);
+            }
+            imp.history_group.add(&row);
+            imp.history_rows.borrow_mut().push(row);
+        }
+    }
+
+    fn window(&self) -> Option<crate::window::PtWindow> {
+        self.root().and_downcast::<crate::window::PtWindow>()
+    }
+
+    fn start_progress(&self, label: &str) {
+        let imp = self.imp();
+        imp.progress_view.buffer().set_text("");
+        imp.progress_label.set_label(label);
+        imp.progress_spinner.start();
+        imp.progress_revealer.set_reveal_child(true);
+        self.action_set_enabled("boot.apply", false);
+    }
+
+    fn stop_progress(&self, label: &str) {
+        let imp = self.imp();
+        imp.progress_label.set_label(label);
+        imp.progress_spinner.stop();
+    }
+
+    fn append_progress(&self, line: &str) {
+        let buffer = self.imp().progress_view.buffer();
+        let mut end = buffer.end_iter();
+        buffer.insert(&mut end, line);
+        buffer.insert(&mut buffer.end_iter(), "\n");
+    }
+
+    /// Applies the previewed plan through the helper (polkit asks for authentication).
+    async fn apply(&self) {
+        let plan = self.plan();
+        let Ok(plan_json) = serde_json::to_string(&plan) else {
+            return;
+        };
+        self.start_progress(&gettext("Applying the new boot configuration…"));
+        let page = self.clone();
+        let result = crate::helper_client::apply(&plan_json, move |step, line| {
+            page.append_progress(&format!("{step}: {line}"));
+        })
+        .await;
+        match result {
+            Ok(id) => {
+                self.stop_progress(&gettext_f(
+                    "Done. Change {id} is recorded in the history.",
+                    &[("id", &id)],
+                ));
+                self.imp().restart_pending.set(true);
+                self.update_status();
+                self.refresh_history();
+                self.ask_restart();
+            }
+            Err(message) => {
+                self.stop_progress(&message);
+                self.refresh_preview();
+            }
+        }
+    }
+
+    async fn rollback(&self, id: String) {
+        let Some(window) = self.window() else { return };
+        let dialog = adw::MessageDialog::new(
+            Some(&window),
+            Some(&gettext("Roll Back This Change?")),
+            Some(&gettext("The files it changed are restored exactly as they were, and the boot files are regenerated. Restart afterwards.")),
+        );
+        dialog.add_responses(&[
+            ("cancel", &gettext("_Cancel")),
+            ("rollback", &gettext("_Roll Back")),
+        ]);
+        dialog.set_response_appearance("rollback", adw::ResponseAppearance::Destructive);
+        dialog.set_default_response(Some("cancel"));
+        dialog.set_close_response("cancel");
+        if response(&dialog).await != "rollback" {
+            return;
+        }
+        self.start_progress(&gettext("Rolling back…"));
+        match crate::helper_client::rollback(&id).await {
+            Ok(()) => {
+                self.stop_progress(&gettext(
+                    "Rolled back. Restart to use the restored configuration.",
+                ));
+                self.imp().restart_pending.set(true);
+                self.update_status();
+                self.refresh_history();
+                self.ask_restart();
+            }
+            Err(message) => self.stop_progress(&message),
+        }
+        self.refresh_preview();
+    }
+
+    fn ask_restart(&self) {
+        let Some(window) = self.window() else { return };
+        let dialog = adw::MessageDialog::new(
+            Some(&window),
+            Some(&gettext("Restart Now?")),
+            Some(&gettext("The new boot configuration takes effect after a restart. Save your work in other apps first.")),
+        );
+        dialog.add_responses(&[
+            ("later", &gettext("_Later")),
+            ("restart", &gettext("_Restart")),
+        ]);
+        dialog.set_response_appearance("restart", adw::ResponseAppearance::Suggested);
+        dialog.set_default_response(Some("later"));
+        dialog.set_close_response("later");
+        glib::spawn_future_local(glib::clone!(
+            #[weak]
+            window,
+            async move {
+                if response(&dialog).await == "restart" {
+                    if let Err(message) = crate::helper_client::reboot().await {
+                        window.toast(&message);
+                    }
+                }
+            }
+        ));
+    }
+}
+
+/// A plain-language summary of a rendered plan.
+fn summary(r: &Rendered) -> String {
+    let mut parts = Vec::new();
+    if !r.kernel_args.add.is_empty() {
+        parts.push(gettext_f(
+            "Adds to the kernel command line: {args}",
+            &[("args", &r.kernel_args.add.join(" "))],
+        ));
+    }
+    if !r.kernel_args.remove.is_empty() {
+        parts.push(gettext_f(
+            "Removes from the kernel command line: {args}",
+            &[("args", &r.kernel_args.remove.join(" "))],
+        ));
+    }
+    if !r.files.is_empty() {
+        let paths: Vec<&str> = r.files.iter().map(|f| f.path.as_str()).collect();
+        parts.push(ngettext_f(
+            "Changes {n} file: {files}",
+            "Changes {n} files: {files}",
+            paths.len() as u32,
+            &[("files", &paths.join(", "))],
+        ));
+    }
+    if !r.commands.is_empty() {
+        let commands: Vec<String> = r.commands.iter().map(|c| c.join(" ")).collect();
+        parts.push(gettext_f(
+            "Then runs: {commands}",
+            &[("commands", &commands.join("; "))],
+        ));
+    }
+    parts.extend(r.notes.iter().cloned());
+    parts.join("\n")
+}
+
+/// Presents a dialog and waits for its response (libadwaita 1.2 has no `choose`).
+async fn response(dialog: &adw::MessageDialog) -> String {
+    let (sender, receiver) = futures_channel::oneshot::channel::<String>();
+    let sender = std::cell::Cell::new(Some(sender));
+    dialog.connect_response(None, move |_, response| {
+        if let Some(sender) = sender.take() {
+            let _ = sender.send(response.to_owned());
+        }
+    });
+    dialog.present();
+    receiver.await.unwrap_or_default()
+}
