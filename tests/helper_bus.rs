@@ -75,7 +75,36 @@ fn helper_binary() -> PathBuf {
         "{} is missing: run `cargo build --workspace` first (build-aux/test does)",
         bin.display()
     );
+    // A helper built before the last change of its sources would test old code.
+    let built = std::fs::metadata(&bin).unwrap().modified().unwrap();
+    let mut sources = Vec::new();
+    newest_rs(&top().join("src/helper"), &mut sources);
+    newest_rs(&top().join("src/core"), &mut sources);
+    if let Some(newer) = sources.iter().find(|(_, t)| *t > built) {
+        panic!(
+            "{} is older than {}: run `cargo build --workspace` first (build-aux/test does)",
+            bin.display(),
+            newer.0.display()
+        );
+    }
     bin
+}
+
+/// Every `.rs` file under `dir` (but its tests) with its modification time.
+fn newest_rs(dir: &Path, out: &mut Vec<(PathBuf, std::time::SystemTime)>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            if !path.ends_with("tests") {
+                newest_rs(&path, out);
+            }
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push((
+                path.clone(),
+                std::fs::metadata(&path).unwrap().modified().unwrap(),
+            ));
+        }
+    }
 }
 
 /// A child process that is killed and reaped when dropped.
