@@ -6,6 +6,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// One app at a time: several GTK apps starting at once on a loaded 2-core machine made
+/// start-up timing, not the app, the thing under test.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn top() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -56,6 +64,14 @@ fn wait(mut child: Child, limit: Duration) -> (std::process::ExitStatus, String)
             let mut out = String::new();
             if let Some(mut s) = child.stdout.take() {
                 std::io::Read::read_to_string(&mut s, &mut out).unwrap();
+            }
+            if let Some(mut s) = child.stderr.take() {
+                let mut err = String::new();
+                std::io::Read::read_to_string(&mut s, &mut err).unwrap();
+                if !status.success() {
+                    out.push_str("\n--- stderr ---\n");
+                    out.push_str(&err);
+                }
             }
             return (status, out);
         }
@@ -128,7 +144,11 @@ fn screenshot_with(
     if let Some(h) = height {
         tall(&mut cmd, config.path(), h);
     }
-    let child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let (status, out) = wait(child, Duration::from_secs(60));
     assert!(status.success(), "{name}/{lang}: {status} {out}");
     assert!(
@@ -146,6 +166,7 @@ fn screenshot_with(
 
 #[test]
 fn screenshots_of_the_first_two_steps_in_english_and_chinese() {
+    let _serial = serial();
     let b550 = fixture("b550-blog");
     for lang in ["en", "zh_CN"] {
         screenshot(lang, &b550, "system", "system", None);
@@ -202,6 +223,7 @@ fn field(line: &str, key: &str) -> String {
 
 #[test]
 fn the_app_shows_what_passthroughctl_finds() {
+    let _serial = serial();
     for fixture_name in [
         "b550-blog",
         "iommu-off",
@@ -235,6 +257,7 @@ fn the_app_shows_what_passthroughctl_finds() {
 
 #[test]
 fn actions_switch_steps_and_refresh_rescans() {
+    let _serial = serial();
     let root = fixture("b550-blog");
     let mut cmd = app("en");
     cmd.args(["--root", &root]).env(
@@ -253,6 +276,7 @@ fn actions_switch_steps_and_refresh_rescans() {
 
 #[test]
 fn the_window_title_is_translated() {
+    let _serial = serial();
     for (lang, title) in [("en", "Passthrough"), ("zh_CN", "显卡直通")] {
         let root = fixture("b550-blog");
         with_running_app(app(lang).args(["--root", &root]), |_, pid| {
@@ -282,6 +306,7 @@ fn bad_arguments_exit_2_without_a_window() {
 
 #[test]
 fn boot_configuration_preview_and_history() {
+    let _serial = serial();
     use passthrough_core::plan::Plan;
     use passthrough_core::transaction::{self, HostRunner};
     use passthrough_core::{plan_render, HostReport, HostRoot, ScanOptions};
