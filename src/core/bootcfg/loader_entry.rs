@@ -134,12 +134,19 @@ fn rewrite(text: &str, options: &[OptionsLine], words: &[SrcWord], items: &[Item
 /// Which line each item goes to: an original word's own line; a new word the line of the
 /// next original word after it, or the last `options` line. Origins become line-local.
 fn distribute(options: &[OptionsLine], items: &[Item]) -> Vec<Vec<Item>> {
-    let line_of_word = |i: usize| options.iter().position(|o| o.words.contains(&i));
+    let line_of_word: Vec<usize> = options
+        .iter()
+        .enumerate()
+        .flat_map(|(k, o)| o.words.clone().map(move |_| k))
+        .collect();
+    let mut next_origin = vec![None; items.len() + 1];
+    for k in (0..items.len()).rev() {
+        next_origin[k] = items[k].origin().or(next_origin[k + 1]);
+    }
     let mut shares = vec![Vec::new(); options.len()];
     for (k, item) in items.iter().enumerate() {
-        let next_origin = items[k..].iter().find_map(Item::origin);
-        let target = next_origin
-            .and_then(line_of_word)
+        let target = next_origin[k]
+            .and_then(|i| line_of_word.get(i).copied())
             .unwrap_or(options.len() - 1);
         shares[target].push(item.shifted(options[target].words.start));
     }

@@ -94,24 +94,26 @@ pub(crate) fn check_assignment(
     k: usize,
 ) -> Result<(), EditError> {
     let word = &command.words[k];
+    let first = &command.words[0];
+    let exported = k == 1 && &text[first.start..first.end] == "export";
+    let alone = command.alone && (k == 0 || exported) && command.words.len() == k + 1;
+    let subst = word.subst || word.array.iter().flat_map(|a| &a.items).any(|i| i.subst);
+    if alone && !subst {
+        return Ok(());
+    }
     let line = line_of(text, word.start);
     let n = line.to_string();
     let args = [("line", n.as_str()), ("name", var)];
-    let first = &command.words[0];
-    let exported = k == 1 && &text[first.start..first.end] == "export";
-    let subst = word.subst || word.array.iter().flat_map(|a| &a.items).any(|i| i.subst);
-    let message = if !command.alone || !(k == 0 || exported) || command.words.len() != k + 1 {
+    let message = if !alone {
         gettext_f(
             "Line {line} sets {name} together with other commands; Passthrough edits it only when the assignment has its line to itself.",
             &args,
         )
-    } else if subst {
+    } else {
         gettext_f(
             "Line {line} computes {name} with a command ($(…) or `…`); Passthrough cannot edit it safely.",
             &args,
         )
-    } else {
-        return Ok(());
     };
     Err(EditError::new(file, Some(line), message))
 }
