@@ -360,5 +360,14 @@ fn boot_configuration_preview_and_history() {
         assert_eq!(field(line, "history"), "1", "{line}");
         assert_eq!(field(line, "page"), "boot");
     });
+    // A plan for a copy of another computer is previewed but never sent to the helper,
+    // which would apply it to this machine.
+    let mut cmd = app("en");
+    cmd.args(["--root", &fedora, "--page", "boot"])
+        .env("PASSTHROUGH_TEST_ACTIONS", "win.reserve-gpu::0000:01:00.0");
+    with_running_app(&mut cmd, |line, _| {
+        assert_eq!(field(line, "preview"), "2", "the preview is there: {line}");
+        assert_eq!(field(line, "apply"), "false", "{line}");
+    });
     assert_eq!(transaction::list(&root).unwrap()[0].id, id);
 }

@@ -85,6 +85,7 @@ mod imp {
         /// Updating widgets from a scan: switch signals must not start previews meanwhile.
         pub(super) loading: Cell<bool>,
         pub(super) history_len: Cell<usize>,
+        pub(super) apply_enabled: Cell<bool>,
         /// The boot files give the next boot other arguments than the running kernel got.
         pub(super) config_differs: Cell<bool>,
         /// A change was applied in this session: the host needs a restart.
@@ -268,6 +269,26 @@ impl PtBootPage {
         }
     }
 
+    /// Whether the page examines this computer (its changes go through the helper, which
+    /// works on `/`).
+    fn is_live(&self) -> bool {
+        HostRoot::new(self.imp().root.borrow().clone()).is_live()
+    }
+
+    /// Files the current preview changes (for tests).
+    pub fn preview_files(&self) -> usize {
+        self.imp()
+            .rendered
+            .borrow()
+            .as_ref()
+            .map_or(0, |r| r.files.len())
+    }
+
+    /// Whether Apply can be pressed now (for tests).
+    pub fn apply_enabled(&self) -> bool {
+        self.imp().apply_enabled.get()
+    }
+
     /// Transactions listed in the history (for tests).
     pub fn history_len(&self) -> usize {
         self.imp().history_len.get()
@@ -357,10 +378,23 @@ impl PtBootPage {
             (Some(r), None) => summary(r),
             (None, None) => String::new(),
         };
+        let has_changes = rendered.as_ref().is_some_and(|r| !r.is_empty());
+        imp.diff_expander.set_visible(has_changes);
+        // The helper changes this computer: a plan made for a copy of another one is only
+        // shown, never sent.
+        let live = self.is_live();
+        let can_apply = has_changes && live;
+        let text = if has_changes && !live {
+            format!(
+                "{text}\n{}",
+                gettext("This is a copy of another computer: the changes are shown but cannot be applied here.")
+            )
+        } else {
+            text
+        };
         imp.preview_summary.set_label(&text);
-        let can_apply = rendered.as_ref().is_some_and(|r| !r.is_empty());
-        imp.diff_expander.set_visible(can_apply);
         imp.rendered.replace(rendered);
+        imp.apply_enabled.set(can_apply);
         self.action_set_enabled("boot.apply", can_apply);
     }
 
@@ -439,7 +473,7 @@ impl PtBootPage {
                 record.id,
                 record.state.label()
             )));
-            if record.state == TransactionState::Applied {
+            if record.state == TransactionState::Applied && self.is_live() {
                 let button = gtk::Button::with_mnemonic(&gettext("_Roll Back…"));
                 button.set_valign(gtk::Align::Center);
                 let id = record.id.to_string();
