@@ -433,14 +433,15 @@ impl PtWindow {
         if env_is_1("PASSTHROUGH_TEST_REPORT") {
             match self.imp().scan.borrow().as_ref() {
                 Some(scan) => println!(
-                    "ready: gpus={} checks={} page={} scans={} history={} preview={} apply={}",
+                    "ready: gpus={} checks={} page={} scans={} history={} preview={} apply={} boot={}",
                     scan.report.gpus.len(),
                     scan.checks.len(),
                     self.visible_page(),
                     self.imp().scans_done.get(),
                     self.imp().boot_page.history_len(),
                     self.imp().boot_page.preview_files(),
-                    self.imp().boot_page.apply_enabled()
+                    self.imp().boot_page.apply_enabled(),
+                    self.imp().boot_page.status_name()
                 ),
                 None => println!("scan-failed: page={}", self.visible_page()),
             }

@@ -359,6 +359,21 @@ fn boot_configuration_preview_and_history() {
     with_running_app(&mut cmd, |line, _| {
         assert_eq!(field(line, "history"), "1", "{line}");
         assert_eq!(field(line, "page"), "boot");
+        // The boot files now differ from the running kernel's arguments.
+        assert_eq!(field(line, "boot"), "restart", "{line}");
+    });
+    // After the reboot: the reference post's machine runs with its card held by vfio-pci and
+    // boot files that match the running kernel, so the step confirms it.
+    let mut cmd = app("en");
+    cmd.args(["--root", &fixture("b550-blog"), "--page", "boot"]);
+    with_running_app(&mut cmd, |line, _| {
+        assert_eq!(field(line, "boot"), "ready", "{line}");
+    });
+    // Before any change: nothing reserved, nothing pending.
+    let mut cmd = app("en");
+    cmd.args(["--root", &fedora, "--page", "boot"]);
+    with_running_app(&mut cmd, |line, _| {
+        assert_eq!(field(line, "boot"), "choose", "{line}");
     });
     // A plan for a copy of another computer is previewed but never sent to the helper,
     // which would apply it to this machine.

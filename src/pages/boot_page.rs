@@ -86,6 +86,7 @@ mod imp {
         pub(super) loading: Cell<bool>,
         pub(super) history_len: Cell<usize>,
         pub(super) apply_enabled: Cell<bool>,
+        pub(super) status_tone: Cell<Option<Tone>>,
         /// The boot files give the next boot other arguments than the running kernel got.
         pub(super) config_differs: Cell<bool>,
         /// A change was applied in this session: the host needs a restart.
@@ -275,6 +276,16 @@ impl PtBootPage {
         HostRoot::new(self.imp().root.borrow().clone()).is_live()
     }
 
+    /// The verification shown at the top (for tests): `ready` when the IOMMU is on and a
+    /// card is held by vfio-pci, `restart` when the boot files await a restart, else `choose`.
+    pub fn status_name(&self) -> &'static str {
+        match self.imp().status_tone.get() {
+            Some(Tone::Ok) => "ready",
+            Some(Tone::Warning) => "restart",
+            _ => "choose",
+        }
+    }
+
     /// Files the current preview changes (for tests).
     pub fn preview_files(&self) -> usize {
         self.imp()
@@ -434,6 +445,7 @@ impl PtBootPage {
                 gettext("Nothing is written until you press Apply and authenticate. Every change is backed up and can be rolled back."),
             )
         };
+        imp.status_tone.set(Some(tone));
         set_tone_icon(&imp.status_icon, Some(tone));
         imp.status_title.set_label(&title);
         imp.status_description.set_label(&description);
