@@ -19,7 +19,7 @@
 //! |---|---|---|
 //! | initramfs-tools | `/etc/initramfs-tools/modules` | `update-initramfs -u -k all` |
 //! | dracut | `/etc/dracut.conf.d/passthrough-vfio.conf` | `dracut --regenerate-all --force` |
-//! | mkinitcpio | `MODULES` of `/etc/mkinitcpio.conf` (+ a `FILES` drop-in for the udev rule) | `mkinitcpio -P` |
+//! | mkinitcpio | a `MODULES+=` drop-in in `/etc/mkinitcpio.conf.d` (mkinitcpio 36+), else `MODULES` of `/etc/mkinitcpio.conf`; a `FILES` line for the udev rule | `mkinitcpio -P` |
 //! | booster | `modules_force_load` of `/etc/booster.yaml` | `booster build --force --kernel-version VER /boot/booster-PKG.img` per kernel |
 //!
 //! and, for every one, `/etc/modprobe.d/passthrough-vfio.conf` (`options vfio-pci ids=` and
@@ -73,6 +73,14 @@ const MKINITCPIO_DROPIN: &str = "\
 # before a graphics driver loaded from the initramfs can take the card.
 FILES+=(/etc/udev/rules.d/90-passthrough-vfio.rules)
 ";
+
+/// The modules part of Passthrough's mkinitcpio drop-in.
+fn mkinitcpio_modules_dropin(modules: &[&str]) -> String {
+    format!(
+        "# Written by Passthrough: load vfio-pci early so it claims the reserved GPU.\nMODULES+=({})\n",
+        modules.join(" ")
+    )
+}
 
 const DRACUT_UDEV_LINE: &str = "install_items+=\" /etc/udev/rules.d/90-passthrough-vfio.rules \"\n";
 
@@ -971,9 +979,30 @@ fn initramfs(
             }
         }
         InitramfsKind::Mkinitcpio => {
-            changed |= edit_list(r, mkinitcpio::PATH, mkinitcpio::edit)?;
+            // mkinitcpio 36 and later read /etc/mkinitcpio.conf.d: there Passthrough's own
+            // drop-in carries the modules and /etc/mkinitcpio.conf stays as the user wrote
+            // it (the helper's sandbox cannot replace files directly in /etc either).
+            // Older mkinitcpio has no such directory: then MODULES is edited in place.
+            // Where the modules went before stays where they go, so a re-render never moves
+            // them (our own FILES drop-in can create the directory on an older system).
+            let conf_has_modules = read(r.root, mkinitcpio::PATH)?.is_some_and(|text| {
+                let present = mkinitcpio::modules(&text);
+                dracut::MODULES
+                    .iter()
+                    .all(|m| present.iter().any(|p| p == m))
+            });
+            let dropin_dir = r.root.path("/etc/mkinitcpio.conf.d").is_dir() && !conf_has_modules;
+            let mut dropin = String::new();
+            if dropin_dir && reserved_any {
+                dropin.push_str(&mkinitcpio_modules_dropin(&modules));
+            } else {
+                changed |= edit_list(r, mkinitcpio::PATH, mkinitcpio::edit)?;
+            }
+            if by_address {
+                dropin.push_str(MKINITCPIO_DROPIN);
+            }
             let before = read(r.root, MKINITCPIO_DROPIN_PATH)?;
-            let after = by_address.then(|| MKINITCPIO_DROPIN.to_owned());
+            let after = (!dropin.is_empty()).then_some(dropin);
             changed |= r.change(MKINITCPIO_DROPIN_PATH, before, after);
             if changed {
                 r.command(argv(&["mkinitcpio", "-P"]));

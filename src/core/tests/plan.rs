@@ -762,3 +762,51 @@ fn snapshot_tree(base: &Path) -> Vec<(String, Vec<u8>)> {
     out.sort();
     out
 }
+
+#[test]
+fn mkinitcpio_with_a_drop_in_directory_leaves_mkinitcpio_conf_alone() {
+    let (_d, root) = copy_fixture("boot-grub-arch");
+    fs::create_dir_all(root.path("/etc/mkinitcpio.conf.d")).unwrap();
+    let conf_before = fs::read(root.path("/etc/mkinitcpio.conf")).unwrap();
+    let reserved = plan_on(&root, &reserve(&["0000:01:00.0"])).unwrap();
+    assert!(
+        reserved
+            .files
+            .iter()
+            .all(|f| f.path != "/etc/mkinitcpio.conf"),
+        "the main file is not touched: {:?}",
+        reserved.files.iter().map(|f| &f.path).collect::<Vec<_>>()
+    );
+    let dropin = reserved
+        .files
+        .iter()
+        .find(|f| f.path == plan_render::MKINITCPIO_DROPIN_PATH)
+        .expect("the drop-in is written");
+    let text = dropin.after.as_deref().unwrap();
+    assert!(
+        text.contains("MODULES+=(vfio_pci vfio vfio_iommu_type1)"),
+        "{text}"
+    );
+    assert!(reserved.commands.iter().any(|c| c == &["mkinitcpio", "-P"]));
+    apply_files(&root, &reserved);
+    assert!(
+        plan_on(&root, &reserve(&["0000:01:00.0"]))
+            .unwrap()
+            .is_empty(),
+        "idempotent"
+    );
+    let release = Plan {
+        release: vec![addr("0000:01:00.0")],
+        ..Plan::default()
+    };
+    let released = plan_on(&root, &release).unwrap();
+    apply_files(&root, &released);
+    assert!(
+        !root.path(plan_render::MKINITCPIO_DROPIN_PATH).exists(),
+        "the drop-in goes"
+    );
+    assert_eq!(
+        fs::read(root.path("/etc/mkinitcpio.conf")).unwrap(),
+        conf_before
+    );
+}
