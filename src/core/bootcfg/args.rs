@@ -90,36 +90,69 @@ pub(crate) fn plain_chars(text: &str, base: usize) -> Vec<Ch> {
 pub(crate) struct Unbalanced;
 
 /// Splits like the kernel: whitespace separates arguments, except inside double quotes
-/// (which stay part of the word). A shell expansion `${…}` also stays one word.
+/// (which stay part of the word). A shell expansion `${…}` also stays one word, read with
+/// its quotes as the shell reads it.
 pub(crate) fn split_words(chars: &[Ch]) -> Result<Vec<SrcWord>, Unbalanced> {
     let mut words = Vec::new();
     let mut current: Option<SrcWord> = None;
     let mut in_quotes = false;
-    let mut braces = 0usize;
-    for (k, ch) in chars.iter().enumerate() {
-        if is_space(ch.c) && !in_quotes && braces == 0 {
+    let mut k = 0;
+    while k < chars.len() {
+        let ch = chars[k];
+        if is_space(ch.c) && !in_quotes {
             words.extend(current.take());
+            k += 1;
             continue;
         }
-        match ch.c {
-            '"' if braces == 0 => in_quotes = !in_quotes,
-            '{' if braces > 0 || (k > 0 && chars[k - 1].c == '$') => braces += 1,
-            '}' if braces > 0 => braces -= 1,
-            _ => {}
-        }
+        let next = if ch.c == '$' && chars.get(k + 1).is_some_and(|c| c.c == '{') {
+            group_end(chars, k)?
+        } else {
+            if ch.c == '"' {
+                in_quotes = !in_quotes;
+            }
+            k + 1
+        };
         let word = current.get_or_insert_with(|| SrcWord {
             text: String::new(),
             start: ch.start,
             end: ch.end,
         });
-        word.text.push(ch.c);
-        word.end = ch.end;
+        word.text.extend(chars[k..next].iter().map(|c| c.c));
+        word.end = chars[next - 1].end;
+        k = next;
     }
-    if in_quotes || braces > 0 {
+    if in_quotes {
         return Err(Unbalanced);
     }
     words.extend(current);
     Ok(words)
+}
+
+/// The index after the `}` that closes the `${` at `k`, reading escapes, quotes and nested
+/// braces inside it as the shell does.
+fn group_end(chars: &[Ch], k: usize) -> Result<usize, Unbalanced> {
+    let mut level = 0usize;
+    let mut quote: Option<char> = None;
+    let mut i = k + 1;
+    while i < chars.len() {
+        let c = chars[i].c;
+        match (quote, c) {
+            (Some('\''), '\'') | (Some('"'), '"') => quote = None,
+            (Some('"') | None, '\\') => i += 1,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '{') => level += 1,
+            (None, '}') => {
+                level -= 1;
+                if level == 0 {
+                    return Ok(i + 1);
+                }
+            }
+            (None, _) => {}
+        }
+        i += 1;
+    }
+    Err(Unbalanced)
 }
 
 /// The texts of the words.

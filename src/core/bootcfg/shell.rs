@@ -322,17 +322,15 @@ impl Lexer<'_> {
         Ok(())
     }
 
-    /// `$…` from the dollar: `$(…)` and `${…}` are skipped whole; true for `$(`.
+    /// `$…` from the dollar: `$(…)` and `${…}` are skipped whole; true if it runs a
+    /// command (`$(…)`, or one inside `${…}`).
     fn dollar(&mut self) -> Result<bool, LexError> {
         match self.peek_at(1) {
             Some(b'(') => {
                 self.nested(b'(', b')')?;
                 Ok(true)
             }
-            Some(b'{') => {
-                self.nested(b'{', b'}')?;
-                Ok(false)
-            }
+            Some(b'{') => self.nested(b'{', b'}'),
             _ => {
                 self.pos += 1;
                 Ok(false)
@@ -340,21 +338,28 @@ impl Lexer<'_> {
         }
     }
 
-    /// `$(…)` or `${…}` from the dollar, counting nested brackets and skipping quotes.
-    fn nested(&mut self, open_c: u8, close_c: u8) -> Result<(), LexError> {
+    /// `$(…)` or `${…}` from the dollar, counting nested brackets and skipping quotes; true
+    /// if a command runs inside.
+    fn nested(&mut self, open_c: u8, close_c: u8) -> Result<bool, LexError> {
         let open = self.pos;
         self.enter()?;
         self.pos += 2;
         let mut level = 1usize;
+        let mut subst = false;
         while level > 0 {
             match self.peek() {
                 None => return Err(LexError::Unterminated(open)),
                 Some(b'\\') => self.skip_escape(),
                 Some(b'\'') => self.single()?,
-                Some(b'"') => {
-                    self.double()?;
+                Some(b'"') => subst |= self.double()?,
+                Some(b'`') => {
+                    self.backtick()?;
+                    subst = true;
                 }
-                Some(b'`') => self.backtick()?,
+                Some(b'$') if self.peek_at(1) == Some(b'(') => {
+                    self.nested(b'(', b')')?;
+                    subst = true;
+                }
                 Some(c) => {
                     if c == open_c {
                         level += 1;
@@ -366,7 +371,7 @@ impl Lexer<'_> {
             }
         }
         self.depth -= 1;
-        Ok(())
+        Ok(subst)
     }
 
     /// `(…)` of an array assignment, from the parenthesis.
@@ -496,24 +501,56 @@ fn decode_unquoted(text: &str, mut pos: usize, end: usize, out: &mut Vec<Ch>) ->
 }
 
 /// Copies a `${…}` expansion as it is written; returns where it stops.
-fn copy_braces(text: &str, mut pos: usize, end: usize, out: &mut Vec<Ch>) -> usize {
+fn copy_braces(text: &str, pos: usize, end: usize, out: &mut Vec<Ch>) -> usize {
+    let stop = pos + braces_len(&text[pos..end]);
+    for (i, c) in text[pos..stop].char_indices() {
+        push(out, c, pos + i, pos + i + c.len_utf8());
+    }
+    stop
+}
+
+/// The length of the `${…}` expansion at the start of `s` (all of `s` if it is not closed),
+/// reading quotes and escapes inside it as the lexer does.
+fn braces_len(s: &str) -> usize {
+    let b = s.as_bytes();
     let mut level = 0usize;
-    while pos < end {
-        let c = char_at(text, pos);
-        push(out, c, pos, pos + c.len_utf8());
-        pos += c.len_utf8();
-        match c {
-            '{' => level += 1,
-            '}' => {
+    let mut pos = 1;
+    while pos < b.len() {
+        match b[pos] {
+            b'\\' => pos += 1,
+            b'\'' => {
+                pos += b[pos + 1..]
+                    .iter()
+                    .position(|&c| c == b'\'')
+                    .map_or(b.len(), |k| k + 1)
+            }
+            b'"' => pos += double_len(&b[pos..]) - 1,
+            b'{' => level += 1,
+            b'}' => {
                 level -= 1;
                 if level == 0 {
-                    break;
+                    return pos + 1;
                 }
             }
             _ => {}
         }
+        pos += 1;
     }
-    pos
+    b.len()
+}
+
+/// The length of the `"…"` at the start of `b`, escapes skipped (all of `b` if not closed).
+fn double_len(b: &[u8]) -> usize {
+    let mut pos = 1;
+    while pos < b.len() {
+        match b[pos] {
+            b'\\' => pos += 1,
+            b'"' => return pos + 1,
+            _ => {}
+        }
+        pos += 1;
+    }
+    b.len()
 }
 
 /// The inside of `'…'` from after the quote; returns the offset of the closing quote.
@@ -535,6 +572,7 @@ fn decode_double(text: &str, mut pos: usize, end: usize, out: &mut Vec<Ch>) -> u
         let c = char_at(text, pos);
         match c {
             '"' => break,
+            '$' if text[pos..end].starts_with("${") => pos = copy_braces(text, pos, end, out),
             '\\' => {
                 if let Some(n) = continuation(text, pos) {
                     pos += n;
@@ -564,16 +602,23 @@ pub(crate) fn string(chars: &[Ch]) -> String {
 }
 
 /// Writes `word` inside double quotes so that [`decode`] gives it back and the shell
-/// expands nothing new: `\`, `"` and `` ` `` are escaped, and `$` before `(`.
+/// expands nothing new: `\`, `"` and `` ` `` are escaped, and `$` before `(`; a `${…}`
+/// expansion is copied as it is.
 pub(crate) fn escape_double(word: &str) -> String {
     let mut out = String::with_capacity(word.len());
-    let mut chars = word.chars().peekable();
-    while let Some(c) = chars.next() {
-        let dollar_paren = c == '$' && chars.peek() == Some(&'(');
-        if matches!(c, '\\' | '"' | '`') || dollar_paren {
+    let mut pos = 0;
+    while let Some(c) = word[pos..].chars().next() {
+        if word[pos..].starts_with("${") {
+            let len = braces_len(&word[pos..]);
+            out.push_str(&word[pos..pos + len]);
+            pos += len;
+            continue;
+        }
+        if matches!(c, '\\' | '"' | '`') || word[pos..].starts_with("$(") {
             out.push('\\');
         }
         out.push(c);
+        pos += c.len_utf8();
     }
     out
 }

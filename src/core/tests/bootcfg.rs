@@ -264,6 +264,11 @@ fn grub_quoting_styles() {
             "GRUB_CMDLINE_LINUX_DEFAULT=\"nomodeset iommu=pt\"\n",
         ),
         ("GRUB_CMDLINE_LINUX_DEFAULT=\"\"", "GRUB_CMDLINE_LINUX_DEFAULT=\"iommu=pt\""),
+        // An expansion stays as written, quotes inside it included.
+        (
+            "GRUB_CMDLINE_LINUX_DEFAULT=\"${X:-\"a }\"} quiet\"",
+            "GRUB_CMDLINE_LINUX_DEFAULT=\"${X:-\"a }\"} iommu=pt\"",
+        ),
         // Another variable's multi-line value is not an assignment.
         (
             "GRUB_X=\"a\nGRUB_CMDLINE_LINUX_DEFAULT=no\"\n",
@@ -291,6 +296,8 @@ fn grub_refuses_what_it_cannot_edit() {
         ("GRUB_CMDLINE_LINUX_DEFAULT=\"quiet\" GRUB_TIMEOUT=5\n", 1),
         ("A=1\nB=2; GRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"\n", 2),
         ("GRUB_CMDLINE_LINUX_DEFAULT=\"a=\\\"b\"\n", 1),
+        ("GRUB_CMDLINE_LINUX_DEFAULT=\"${X:-$(reboot)}\"\n", 1),
+        ("GRUB_CMDLINE_LINUX_DEFAULT=\"${X:-`reboot`}\"\n", 1),
     ];
     for (text, line) in cases {
         let err = grub::edit(text, &[add("iommu=pt")]).unwrap_err();
