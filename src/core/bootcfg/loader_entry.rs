@@ -49,9 +49,14 @@ fn parse(text: &str) -> Result<(Vec<OptionsLine>, Vec<SrcWord>), EditError> {
     let mut options = Vec::new();
     let mut words = Vec::new();
     for line in lines(text) {
-        let Some((region, separated)) = options_value(text, &line) else {
+        let Some((region, separated, quoted)) = options_value(text, &line) else {
             continue;
         };
+        // An edit could make such a value end with the quote too, and systemd-boot would
+        // then take both quotes off.
+        if !quoted && text[region.clone()].starts_with(['"', '\'']) {
+            return Err(half_quoted(line.number));
+        }
         let chars = plain_chars(&text[region.clone()], region.start);
         let found = args::split_words(&chars).map_err(|_| unbalanced(line.number))?;
         let first = words.len();
@@ -66,8 +71,9 @@ fn parse(text: &str) -> Result<(Vec<OptionsLine>, Vec<SrcWord>), EditError> {
     Ok((options, words))
 }
 
-/// The value region of an `options` line, and whether whitespace follows the key.
-fn options_value(text: &str, line: &Line) -> Option<(Range<usize>, bool)> {
+/// The value region of an `options` line, whether whitespace follows the key, and whether
+/// the value is quoted (systemd-boot takes off quotes that open and close it).
+fn options_value(text: &str, line: &Line) -> Option<(Range<usize>, bool, bool)> {
     let content = line.content(text);
     let body = content.trim_start_matches([' ', '\t']);
     let rest = body.strip_prefix("options")?;
@@ -86,7 +92,15 @@ fn options_value(text: &str, line: &Line) -> Option<(Range<usize>, bool)> {
     } else {
         start..line.content_end
     };
-    Some((region, separated))
+    Some((region, separated, quoted))
+}
+
+fn half_quoted(line: usize) -> EditError {
+    let message = gettext_f(
+        "The options on line {line} begin with a quote that does not close at the end of the line; Passthrough cannot edit them safely.",
+        &[("line", &line.to_string())],
+    );
+    EditError::new(PATH, Some(line), message)
 }
 
 fn unbalanced(line: usize) -> EditError {

@@ -323,6 +323,16 @@ fn systemd_boot_entry() {
         )
     );
     let fedora = "title Fedora Linux (6.8.5-301.fc40.x86_64) 40 (Workstation Edition)\nversion 6.8.5-301.fc40.x86_64\nlinux /vmlinuz-6.8.5-301.fc40.x86_64\ninitrd /initramfs-6.8.5-301.fc40.x86_64.img\noptions root=UUID=1 ro rhgb quiet\noptions\t$kernelopts\ngrub_users $grub_users\ngrub_arg --unrestricted\ngrub_class fedora\n";
+    let half = "options \"a b\" c\n";
+    assert_eq!(
+        loader_entry::edit(half, &[remove("c")]).unwrap_err().line,
+        Some(1)
+    );
+    assert_eq!(
+        loader_entry::kernel_args("options 'a b c'\n").unwrap(),
+        ["a", "b", "c"],
+        "systemd-boot takes off quotes around the whole value"
+    );
     assert_eq!(
         loader_entry::kernel_args(fedora).unwrap(),
         ["root=UUID=1", "ro", "rhgb", "quiet", "$kernelopts"]
