@@ -44,6 +44,42 @@ impl Helper {
         }
     }
 
+    /// The frame of every method that changes the host: polkit `configure-host` for the
+    /// caller first; then `job` (which validates, takes the transaction lock and acts) on
+    /// the blocking pool, its progress lines forwarded as `Progress` signals meanwhile; the
+    /// outcome logged under `method`.
+    async fn change_host<T: Send + 'static>(
+        &self,
+        header: &Header<'_>,
+        emitter: &SignalEmitter<'_>,
+        method: &str,
+        job: impl FnOnce(
+                &HostRoot,
+                &Mutex<()>,
+                zruntime::mpmc::Sender<ProgressLine>,
+            ) -> Result<T, HelperError>
+            + Send
+            + 'static,
+    ) -> Result<T, HelperError> {
+        let busy = self.idle.busy();
+        let caller = caller(header);
+        if let Err(e) = self.authority.check(header, ACTION_CONFIGURE_HOST).await {
+            log_outcome::<()>(method, &caller, &Err(e.clone()));
+            return Err(e);
+        }
+        let root = self.root.clone();
+        let changing = self.changing.clone();
+        let (tx, rx) = zruntime::mpmc::unbounded::<ProgressLine>();
+        let work = zruntime::unblock(move || {
+            let _busy = busy;
+            job(&root, &changing, tx)
+        });
+        forward_progress(emitter, rx).await;
+        let result = work.await;
+        log_outcome(method, &caller, &result);
+        result
+    }
+
     /// The host root this helper reads and changes (`/` on a real system).
     pub fn root(&self) -> &HostRoot {
         &self.root
@@ -109,21 +145,11 @@ impl Helper {
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
         plan: String,
     ) -> Result<String, HelperError> {
-        let busy = self.idle.busy();
-        let caller = caller(&header);
-        if let Err(e) = self.authority.check(&header, ACTION_CONFIGURE_HOST).await {
-            log_outcome::<()>("Apply", &caller, &Err(e.clone()));
-            return Err(e);
-        }
-        let root = self.root.clone();
-        let changing = self.changing.clone();
-        let (tx, rx) = zruntime::mpmc::unbounded::<ProgressLine>();
-        let work = zruntime::unblock(move || {
-            let _busy = busy;
+        self.change_host(&header, &emitter, "Apply", move |root, changing, tx| {
             // Rendered under the lock, so no other transaction changes the files between
             // rendering and writing.
-            let _lock = lock(&changing);
-            let (_, rendered) = prepare(&root, &plan)?;
+            let _lock = lock(changing);
+            let (_, rendered) = prepare(root, &plan)?;
             if rendered.is_empty() {
                 return Err(HelperError::InvalidArgument(gettext_f(
                     "The system already matches this plan: there is nothing to apply.",
@@ -131,15 +157,12 @@ impl Helper {
                 )));
             }
             let runner = HostRunner::new(root.clone());
-            let mut reporter = Reporter::new(&root, None, tx);
-            transaction::apply(&root, &rendered, &runner, &mut |p| reporter.report(p))
+            let mut reporter = Reporter::new(root, None, tx);
+            transaction::apply(root, &rendered, &runner, &mut |p| reporter.report(p))
                 .map(|id| id.to_string())
                 .map_err(apply_error)
-        });
-        forward_progress(&emitter, rx).await;
-        let result = work.await;
-        log_outcome("Apply", &caller, &result);
-        result
+        })
+        .await
     }
 
     /// Restores the files of a transaction byte for byte and runs its commands again.
@@ -150,29 +173,16 @@ impl Helper {
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
         transaction: String,
     ) -> Result<(), HelperError> {
-        let busy = self.idle.busy();
-        let caller = caller(&header);
-        if let Err(e) = self.authority.check(&header, ACTION_CONFIGURE_HOST).await {
-            log_outcome::<()>("Rollback", &caller, &Err(e.clone()));
-            return Err(e);
-        }
-        let root = self.root.clone();
-        let changing = self.changing.clone();
-        let (tx, rx) = zruntime::mpmc::unbounded::<ProgressLine>();
-        let work = zruntime::unblock(move || {
-            let _busy = busy;
+        self.change_host(&header, &emitter, "Rollback", move |root, changing, tx| {
             let id = validate::transaction_id(&transaction)?;
             let id = TransactionId::parse(id).map_err(apply_error)?;
-            let _lock = lock(&changing);
+            let _lock = lock(changing);
             let runner = HostRunner::new(root.clone());
-            let mut reporter = Reporter::new(&root, Some(id.to_string()), tx);
-            transaction::rollback(&root, &id, &runner, &mut |p| reporter.report(p))
+            let mut reporter = Reporter::new(root, Some(id.to_string()), tx);
+            transaction::rollback(root, &id, &runner, &mut |p| reporter.report(p))
                 .map_err(apply_error)
-        });
-        forward_progress(&emitter, rx).await;
-        let result = work.await;
-        log_outcome("Rollback", &caller, &result);
-        result
+        })
+        .await
     }
 
     /// JSON list of the journalled transactions, newest first. No privilege.

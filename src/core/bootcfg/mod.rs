@@ -117,9 +117,19 @@ pub(crate) fn verified(
     expected: &[String],
     reread: impl Fn(&str) -> Result<Vec<String>, EditError>,
 ) -> Result<String, EditError> {
+    verified_or(out, expected, reread, || EditError::unsafe_rewrite(file))
+}
+
+/// Returns `out` when reading it back gives `expected`, else the error `mismatch` makes.
+pub(crate) fn verified_or(
+    out: String,
+    expected: &[String],
+    reread: impl Fn(&str) -> Result<Vec<String>, EditError>,
+    mismatch: impl FnOnce() -> EditError,
+) -> Result<String, EditError> {
     match reread(&out) {
         Ok(words) if words == expected => Ok(out),
-        _ => Err(EditError::unsafe_rewrite(file)),
+        _ => Err(mismatch()),
     }
 }
 

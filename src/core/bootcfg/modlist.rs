@@ -66,17 +66,16 @@ pub(crate) fn verified(
     expected: &[String],
     reread: impl Fn(&str) -> Result<Vec<String>, EditError>,
 ) -> Result<String, EditError> {
-    match reread(&out) {
-        Ok(list) if list == expected => Ok(out),
-        _ => Err(EditError::new(
+    super::verified_or(out, expected, reread, || {
+        EditError::new(
             file,
             None,
             gettext_f(
                 "Passthrough could not rewrite the module list safely; the file was left as it is.",
                 &[],
             ),
-        )),
-    }
+        )
+    })
 }
 
 #[cfg(test)]
