@@ -904,6 +904,8 @@ fn missing_dirs(root: &HostRoot, host_path: &str) -> Vec<String> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
 pub enum Progress {
+    /// The transaction has its ID and journal; nothing is written yet.
+    Started { id: String },
     /// A step begins (0-based `index` of `total`), described for the user.
     Step {
         index: usize,
@@ -1055,6 +1057,9 @@ pub fn apply_with_hooks(
     };
     store.save()?;
     sync_dir(&state_dir).map_err(|e| ApplyError::io(&state_dir, e))?;
+    progress(&Progress::Started {
+        id: id.as_str().to_owned(),
+    });
     faults.point();
 
     let total = rendered.files.len() + rendered.commands.len();

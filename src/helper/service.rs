@@ -12,9 +12,7 @@ use passthrough_core::dbus::{encode as encode_dto, HelperError, ACTION_CONFIGURE
 use passthrough_core::i18n::gettext_f;
 use passthrough_core::plan::Rendered;
 use passthrough_core::plan_render::{render, PlanError};
-use passthrough_core::transaction::{
-    self, ApplyError, HostRunner, Progress, TransactionId, TransactionState,
-};
+use passthrough_core::transaction::{self, ApplyError, HostRunner, Progress, TransactionId};
 use passthrough_core::{HostReport, HostRoot, ScanOptions};
 use zbus::interface;
 use zbus::message::Header;
@@ -157,7 +155,7 @@ impl Helper {
                 )));
             }
             let runner = HostRunner::new(root.clone());
-            let mut reporter = Reporter::new(root, None, tx);
+            let mut reporter = Reporter::new(None, tx);
             transaction::apply(root, &rendered, &runner, &mut |p| reporter.report(p))
                 .map(|id| id.to_string())
                 .map_err(apply_error)
@@ -178,7 +176,7 @@ impl Helper {
             let id = TransactionId::parse(id).map_err(apply_error)?;
             let _lock = lock(changing);
             let runner = HostRunner::new(root.clone());
-            let mut reporter = Reporter::new(root, Some(id.to_string()), tx);
+            let mut reporter = Reporter::new(Some(id.to_string()), tx);
             transaction::rollback(root, &id, &runner, &mut |p| reporter.report(p))
                 .map_err(apply_error)
         })
@@ -283,20 +281,14 @@ fn apply_error(e: ApplyError) -> HelperError {
 /// Turns the engine's progress callbacks (on the blocking thread) into `Progress` signal
 /// arguments for the method's task.
 struct Reporter {
-    root: HostRoot,
     transaction: Option<String>,
     step: String,
     tx: zruntime::mpmc::Sender<ProgressLine>,
 }
 
 impl Reporter {
-    fn new(
-        root: &HostRoot,
-        transaction: Option<String>,
-        tx: zruntime::mpmc::Sender<ProgressLine>,
-    ) -> Self {
+    fn new(transaction: Option<String>, tx: zruntime::mpmc::Sender<ProgressLine>) -> Self {
         Self {
-            root: root.clone(),
             transaction,
             step: String::new(),
             tx,
@@ -305,29 +297,19 @@ impl Reporter {
 
     fn report(&mut self, progress: &Progress) {
         let line = match progress {
+            Progress::Started { id } => {
+                self.transaction = Some(id.clone());
+                return;
+            }
             Progress::Step { text, .. } => {
                 self.step = text.clone();
                 String::new()
             }
             Progress::Output { line } => line.clone(),
         };
-        let transaction = self.transaction().unwrap_or_default();
+        let transaction = self.transaction.clone().unwrap_or_default();
         // The receiver only goes away when the method's task does; then nobody listens.
         let _ = self.tx.try_send((transaction, self.step.clone(), line));
-    }
-
-    /// The ID of the running transaction. The engine makes it inside `apply`; while this
-    /// helper holds the `changing` lock, the newest journal still in progress is ours.
-    fn transaction(&mut self) -> Option<String> {
-        if self.transaction.is_none() {
-            self.transaction = transaction::list(&self.root).ok().and_then(|records| {
-                records
-                    .into_iter()
-                    .find(|r| r.state == TransactionState::Interrupted)
-                    .map(|r| r.id.to_string())
-            });
-        }
-        self.transaction.clone()
     }
 }
 

@@ -179,12 +179,17 @@ fn apply_writes_runs_and_rollback_restores_byte_for_byte() {
     let change = b550_change(&root);
     let runner = HostRunner::new(root.clone());
     let mut lines = Vec::new();
-    let id = apply(&root, &change, &runner, &mut |p| {
-        if let Progress::Output { line } = p {
-            lines.push(line.clone())
-        }
+    let mut started = Vec::new();
+    let mut steps_before_start = 0;
+    let id = apply(&root, &change, &runner, &mut |p| match p {
+        Progress::Output { line } => lines.push(line.clone()),
+        Progress::Started { id } => started.push(id.clone()),
+        Progress::Step { .. } => steps_before_start += usize::from(started.is_empty()),
     })
     .unwrap();
+    // The ID is reported once, before the first step, and is the one returned.
+    assert_eq!(started, [id.as_str()]);
+    assert_eq!(steps_before_start, 0);
     for f in &change.files {
         assert_eq!(
             root.read_string(&f.path).ok(),
