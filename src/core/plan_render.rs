@@ -981,7 +981,8 @@ fn initramfs(
         InitramfsKind::Mkinitcpio => {
             // mkinitcpio 36 and later read /etc/mkinitcpio.conf.d: there Passthrough's own
             // drop-in carries the modules and /etc/mkinitcpio.conf stays as the user wrote
-            // it (the helper's sandbox cannot replace files directly in /etc either).
+            // it (the helper's sandbox can only rewrite /etc/mkinitcpio.conf in place, not
+            // replace it atomically).
             // Older mkinitcpio has no such directory: then MODULES is edited in place.
             // Where the modules went before stays where they go, so a re-render never moves
             // them (our own FILES drop-in can create the directory on an older system).

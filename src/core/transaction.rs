@@ -9,7 +9,11 @@
 //! the backup (with the file's hash, mode and owner), write the new content to a temporary
 //! file in the same directory (fsync), rename it over the file, fsync the directory, journal
 //! the step as done. So at any moment every file is either entirely old or entirely new,
-//! and the journal knows which files may be new. The regeneration commands run after the
+//! and the journal knows which files may be new. One exception: a file whose directory is
+//! read-only while the file itself is writable (the helper's hardened unit sees
+//! `/etc/booster.yaml` and, before mkinitcpio 36, `/etc/mkinitcpio.conf` that way: neither
+//! has a drop-in directory) is rewritten in place; its backup and journal entry are on disk
+//! first, so an interrupted write is undone by [`recover`]. The regeneration commands run after the
 //! files; a failing command restores every file and runs the commands again, so that the
 //! generated boot files match the restored configuration. [`recover`] finishes the rollback
 //! of a transaction that was interrupted (the journal says it started, not that it ended).
@@ -841,10 +845,46 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 /// Writes `bytes` to `path` through a temporary file in the same directory: write, fsync,
 /// rename, fsync the directory. `owner` is (uid, gid).
 fn atomic_write(path: &Path, bytes: &[u8], mode: u32, owner: Option<(u32, u32)>) -> io::Result<()> {
-    let temp = temp_path(path, "tmp");
-    write_temp(&temp, bytes, mode, owner)?;
-    fs::rename(&temp, path)?;
+    replace_file(path, &temp_path(path, "tmp"), bytes, mode, owner, &|| {})?;
     sync_dir(path.parent().unwrap_or(Path::new("/")))
+}
+
+/// Puts `bytes` at `path` through `temp` (write, fsync, rename; `between` runs before the
+/// rename). When the directory is read-only but `path` exists and is writable (a file
+/// bind-mounted writable into a read-only directory), `path` is rewritten in place
+/// instead: truncate, write, fsync; its mode and owner stay those of the file.
+fn replace_file(
+    path: &Path,
+    temp: &Path,
+    bytes: &[u8],
+    mode: u32,
+    owner: Option<(u32, u32)>,
+    between: &dyn Fn(),
+) -> io::Result<()> {
+    match write_temp(temp, bytes, mode, owner) {
+        Ok(()) => {
+            between();
+            match fs::rename(temp, path) {
+                // The file is a mount point of its own: it cannot be renamed over.
+                Err(e) if e.kind() == io::ErrorKind::ResourceBusy => {
+                    let _ = fs::remove_file(temp);
+                    write_in_place(path, bytes)
+                }
+                other => other,
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::ReadOnlyFilesystem && path.is_file() => {
+            between();
+            write_in_place(path, bytes).map_err(|_| e)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn write_in_place(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut f = OpenOptions::new().write(true).truncate(true).open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
 }
 
 fn write_temp(temp: &Path, bytes: &[u8], mode: u32, owner: Option<(u32, u32)>) -> io::Result<()> {
@@ -874,6 +914,13 @@ fn remove_if_exists(path: &Path) -> io::Result<bool> {
     match fs::remove_file(path) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        // A read-only directory says so even when the file is not there.
+        Err(e)
+            if fs::symlink_metadata(path).is_err_and(|m| m.kind() == io::ErrorKind::NotFound) =>
+        {
+            let _ = e;
+            Ok(false)
+        }
         Err(e) => Err(e),
     }
 }
@@ -1221,10 +1268,10 @@ fn write_step(
             let temp = store.root.path(&store.journal.files[i].temp);
             let mode = meta.as_ref().map(|m| m.mode() & 0o7777).unwrap_or(0o644);
             let owner = meta.as_ref().map(|m| (m.uid(), m.gid()));
-            write_temp(&temp, text.as_bytes(), mode, owner)
-                .map_err(|e| ApplyError::io(&temp, e))?;
-            faults.point();
-            fs::rename(&temp, &real).map_err(|e| ApplyError::io(&real, e))?;
+            replace_file(&real, &temp, text.as_bytes(), mode, owner, &|| {
+                faults.point()
+            })
+            .map_err(|e| ApplyError::io(&real, e))?;
         }
         None => {
             faults.point();

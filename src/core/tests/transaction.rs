@@ -636,3 +636,158 @@ fn a_failing_kernel_install_restores_the_rendered_plan() {
     assert_eq!(log[2], "dracut --regenerate-all --force");
     assert_eq!(log.len(), 4, "{log:?}");
 }
+
+/// The file-system view of the helper's hardened unit (data/passthrough-helper.service):
+/// everything read-only (ProtectSystem=strict) but the existing `ReadWritePaths=`. Returns
+/// the host paths that are writable.
+fn unit_writable_paths() -> Vec<String> {
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/passthrough-helper.service"),
+    )
+    .unwrap();
+    assert!(unit.contains("\nProtectSystem=strict\n"));
+    unit.lines()
+        .filter_map(|l| l.strip_prefix("ReadWritePaths="))
+        .flat_map(|l| l.split_whitespace())
+        .map(|p| p.trim_start_matches('-').to_owned())
+        .collect()
+}
+
+const HARDENED_INNER: &str = "PASSTHROUGH_TEST_HARDENED_ROOT";
+
+/// Under the unit's view, /etc is read-only and /etc/booster.yaml (booster) or
+/// /etc/mkinitcpio.conf (mkinitcpio before 36) is a writable file of its own: neither has a
+/// drop-in directory. The transaction rewrites it in place, a fault at every step still
+/// leaves whole files that recovery restores, and rollback restores every byte. Runs itself
+/// again inside a user and mount namespace (`unshare`).
+#[test]
+fn the_hardened_units_read_only_etc_with_a_writable_single_file() {
+    if let Ok(dir) = std::env::var(HARDENED_INNER) {
+        return hardened_inner(Path::new(&dir));
+    }
+    let booster: Recorders = &[("/usr/bin", "booster"), ("/usr/bin", "kernelstub")];
+    for (name, gpu, recorders, file) in [
+        (
+            "two-identical-gpus",
+            "0000:43:00.0",
+            booster,
+            "/etc/booster.yaml",
+        ),
+        (
+            "boot-grub-arch",
+            "0000:01:00.0",
+            &[][..],
+            "/etc/mkinitcpio.conf",
+        ),
+    ] {
+        hardened_case(name, gpu, recorders, file);
+    }
+}
+
+fn hardened_case(name: &'static str, gpu: &'static str, recorders: Recorders, file: &str) {
+    let (d, root, change) = rendered_setup(name, gpu, recorders)();
+    assert!(change.files.iter().any(|f| f.path == file), "{change:?}");
+    // What every real host has: the directories the unit lists and the state directory
+    // systemd creates (StateDirectory=).
+    for dir in [
+        "/etc/udev/rules.d",
+        "/etc/modprobe.d",
+        "/var/lib/passthrough",
+    ] {
+        fs::create_dir_all(root.path(dir)).unwrap();
+    }
+    fs::write(
+        d.path().join("change.json"),
+        serde_json::to_string(&change).unwrap(),
+    )
+    .unwrap();
+    fs::write(d.path().join("in-place"), file).unwrap();
+    let original = tree(&root);
+    let base = root.path("/");
+    let base = base.to_str().unwrap().trim_end_matches('/');
+    let mut script =
+        format!("set -e\nmount --bind '{base}' '{base}'\nmount -o remount,ro,bind '{base}'\n");
+    let mut writable = Vec::new();
+    for p in unit_writable_paths() {
+        if root.path(&p).exists() {
+            script.push_str(&format!(
+                "mount --bind '{base}{p}' '{base}{p}'\nmount -o remount,rw,bind '{base}{p}'\n"
+            ));
+            writable.push(p);
+        }
+    }
+    assert!(writable.iter().any(|p| p == file), "{name}: {writable:?}");
+    assert!(!writable.iter().any(|p| p == "/etc"));
+    script.push_str(
+        "exec \"$0\" --exact the_hardened_units_read_only_etc_with_a_writable_single_file --nocapture\n",
+    );
+    let status = std::process::Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "sh", "-c", &script])
+        .arg(std::env::current_exe().unwrap())
+        .env(HARDENED_INNER, d.path())
+        .status()
+        .expect("unshare (util-linux) runs");
+    assert!(
+        status.success(),
+        "{name}: the run inside the namespace failed"
+    );
+    // Outside the namespace: the same files, back to what they were.
+    assert_eq!(tree(&root), original, "{name}");
+    assert!(temp_files(&root).is_empty(), "{name}");
+}
+
+fn hardened_inner(dir: &Path) {
+    let root = HostRoot::new(dir.join("root"));
+    let change: Rendered =
+        serde_json::from_str(&fs::read_to_string(dir.join("change.json")).unwrap()).unwrap();
+    // The namespace is what the unit makes it: /etc itself is read-only.
+    let probe = root.path("/etc/.probe");
+    let err = fs::write(&probe, "x").unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ReadOnlyFilesystem);
+    let original = tree(&root);
+    let runner = HostRunner::new(root.clone());
+    let inode = |p: &str| std::os::unix::fs::MetadataExt::ino(&fs::metadata(root.path(p)).unwrap());
+    let file = fs::read_to_string(dir.join("in-place")).unwrap();
+    let file_inode = inode(&file);
+
+    // A whole apply: every file new, the single file rewritten in place (same inode).
+    let id = apply(&root, &change, &runner, &mut quiet).unwrap();
+    for f in &change.files {
+        assert_eq!(root.read_string(&f.path).ok(), f.after, "{}", f.path);
+    }
+    assert_eq!(inode(&file), file_inode);
+    assert!(temp_files(&root).is_empty());
+    rollback(&root, &id, &runner, &mut quiet).unwrap();
+    assert_eq!(tree(&root), original, "rollback restores every byte");
+
+    // A fault at every step: whole files, and recovery restores them.
+    silence_injected_panics();
+    let state = root.path(transaction::STATE_DIR);
+    let mut faults = 0;
+    for k in 0.. {
+        for e in fs::read_dir(&state).unwrap() {
+            fs::remove_dir_all(e.unwrap().path()).unwrap();
+        }
+        if !apply_dying_at(&root, &change, k) {
+            break;
+        }
+        faults += 1;
+        for f in &change.files {
+            let now = root.read_string(&f.path).ok();
+            assert!(now == f.before || now == f.after, "fault {k}: {}", f.path);
+        }
+        recover(&root, &runner).unwrap();
+        assert_eq!(
+            tree(&root),
+            original,
+            "fault {k}: recovery restores every byte"
+        );
+        assert!(temp_files(&root).is_empty(), "fault {k}");
+    }
+    let last = list(&root).unwrap();
+    assert_eq!(last.len(), 1);
+    rollback(&root, &last[0].id, &runner, &mut quiet).unwrap();
+    assert_eq!(tree(&root), original);
+    assert!(faults > 10, "{faults}");
+    eprintln!("hardened view, {file}: {faults} faults injected");
+}
