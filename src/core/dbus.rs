@@ -13,6 +13,7 @@
 //! | `Transactions()` → `list` | `` → `s` | none |
 //! | signal `Progress(transaction, step, line)` | `sss` | |
 //! | property `Version` | `s` | |
+//! | property `Root` (the host root it serves, `/` on a real system) | `s` | |
 
 use crate::i18n::gettext_f;
 use crate::plan::{Plan, Rendered};
@@ -63,6 +64,12 @@ pub trait Helper1 {
     /// The helper's version (the package version).
     #[zbus(property)]
     fn version(&self) -> zbus::Result<String>;
+
+    /// The host root the helper reads and changes: `/` on a real system, the directory of
+    /// its `--root` option in tests. A client working on a copy of a host checks it before
+    /// it sends a plan.
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn root(&self) -> zbus::Result<String>;
 }
 
 impl Helper1Proxy<'_> {

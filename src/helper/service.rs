@@ -215,6 +215,14 @@ impl Helper {
     fn version(&self) -> String {
         env!("CARGO_PKG_VERSION").to_owned()
     }
+
+    /// The host root this helper reads and changes: `/` on a real system, the `--root`
+    /// directory in tests. A client working on a copy of a host (the app's `--root`) sends
+    /// its plan only to a helper that serves that same copy. No privilege.
+    #[zbus(property(emits_changed_signal = "const"), name = "Root")]
+    fn root_property(&self) -> String {
+        self.root.base().to_string_lossy().into_owned()
+    }
 }
 
 /// Scans the host, validates the plan against it, renders it, and checks that the result
