@@ -22,6 +22,7 @@ pub mod plan_render;
 pub mod report;
 pub mod root;
 pub mod transaction;
+pub mod trial;
 
 pub use note::{Note, Severity};
 pub use report::{HostReport, ScanOptions};

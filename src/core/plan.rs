@@ -41,6 +41,10 @@ pub struct Plan {
     /// Keep the host's firmware framebuffer off the boot GPU: `video=efifb:off`, or
     /// `initcall_blacklist=sysfb_init` on kernels with simpledrm.
     pub boot_gpu_fix: bool,
+    /// Boot the new kernel arguments once (`grub-reboot`, `bootctl set-oneshot`) instead of
+    /// making them permanent; see `trial.rs`.
+    #[serde(default)]
+    pub try_once: bool,
 }
 
 /// One edit of the kernel command line, as the boot-loader editors apply it.
@@ -84,6 +88,9 @@ pub struct Rendered {
     pub kernel_args: KernelArgsSummary,
     /// Explanations for the user (translated), e.g. why `amd_iommu=on` is not written.
     pub notes: Vec<String>,
+    /// For a trial ("try once"): the plan that makes it permanent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permanent: Option<Plan>,
 }
 
 impl Rendered {

@@ -42,6 +42,7 @@ use crate::pci::PciAddress;
 use crate::plan::{BindBy, FileChange, KargOp, Plan, Rendered};
 use crate::report::HostReport;
 use crate::root::HostRoot;
+use crate::trial;
 
 /// Passthrough's udev rule for GPUs bound by address.
 pub const UDEV_RULE_PATH: &str = "/etc/udev/rules.d/90-passthrough-vfio.rules";
@@ -105,6 +106,8 @@ pub enum PlanError {
     Edit(EditError),
     /// A configuration file cannot be read.
     Read { path: String, error: String },
+    /// The plan asks for a trial boot and this host cannot have one (why, translated).
+    Trial(String),
 }
 
 impl PlanError {
@@ -153,6 +156,10 @@ impl PlanError {
             Self::Read { path, error } => gettext_f(
                 "Cannot read {path}: {error}",
                 &[("path", path), ("error", error)],
+            ),
+            Self::Trial(reason) => gettext_f(
+                "This system cannot try the new settings once: {reason}",
+                &[("reason", reason)],
             ),
         }
     }
@@ -223,12 +230,14 @@ fn installed_kernels(root: &HostRoot) -> Vec<(String, String)> {
     out
 }
 
-/// Every systemd-boot entry (host paths), sorted by directory then name.
-fn loader_entries(root: &HostRoot) -> Vec<String> {
+/// Every systemd-boot entry (host paths), sorted by directory then name; a trial entry
+/// (`trial.rs`) is not one of them.
+pub fn loader_entry_paths(root: &HostRoot) -> Vec<String> {
     let mut out = Vec::new();
     for dir in LOADER_ENTRY_DIRS {
         for name in root.list_dir(dir).unwrap_or_default() {
-            if name.ends_with(".conf") && !name.starts_with('.') {
+            if name.ends_with(".conf") && !name.starts_with('.') && name != trial::LOADER_ENTRY_NAME
+            {
                 out.push(format!("{dir}/{name}"));
             }
         }
@@ -498,6 +507,12 @@ pub fn render(root: &HostRoot, report: &HostReport, plan: &Plan) -> Result<Rende
                 &[("address", &g.address.to_string())],
             ));
         }
+        if by_address && plan.try_once {
+            return Err(PlanError::Trial(gettext_f(
+                "{address} is reserved by its address (a udev rule), which applies at every boot, not only a trial one.",
+                &[("address", &g.address.to_string())],
+            )));
+        }
         if by_address {
             addresses.extend(c.addresses.iter().copied());
             no_ids.extend(c.ids.iter().cloned());
@@ -531,16 +546,30 @@ pub fn render(root: &HostRoot, report: &HostReport, plan: &Plan) -> Result<Rende
 
     // Kernel arguments.
     let intent = karg_intent(&mut r, &boot_words, reservation.then_some(&ids));
-    boot_loader(&mut r, &intent)?;
+    if plan.try_once {
+        trial_entry(&mut r, &intent)?;
+    } else {
+        boot_loader(&mut r, &intent)?;
+        // A trial entry left from an earlier trial goes: these settings are now permanent.
+        for (path, before, after) in trial::leftovers(root) {
+            r.change(&path, Some(before), after);
+        }
+    }
     let boot_changed = !r.out.files.is_empty() || !r.out.commands.is_empty();
     let boot_commands = std::mem::take(&mut r.out.commands);
 
     // Initramfs, modprobe and udev.
     if reservation {
+        // A trial carries the IDs on its own command line only.
+        let modprobe_ids = if plan.try_once {
+            Vec::new()
+        } else {
+            ids.clone()
+        };
         initramfs(
             &mut r,
             reserved_any,
-            &ids,
+            &modprobe_ids,
             &addresses,
             modprobe_before,
             udev_before,
@@ -556,7 +585,35 @@ pub fn render(root: &HostRoot, report: &HostReport, plan: &Plan) -> Result<Rende
     if initramfs_changed && !boot_changed && report.boot_loader.kind == BootLoaderKind::Kernelstub {
         r.command(vec!["kernelstub".into()]);
     }
+    if plan.try_once && !r.out.is_empty() {
+        r.out.permanent = Some(Plan {
+            try_once: false,
+            ..plan.clone()
+        });
+    }
     Ok(r.out)
+}
+
+/// A trial boot entry with the new arguments, and the command that boots it once.
+fn trial_entry(r: &mut Renderer<'_>, intent: &KargIntent) -> Result<(), PlanError> {
+    let target = trial::target(r.root, r.report).map_err(PlanError::Trial)?;
+    let words = trial::base_args(r.root, &target)?;
+    let ops = intent.ops_for(&words);
+    let path = target.path();
+    let before = read(r.root, &path)?;
+    let after = trial::render(r.root, &target, &ops, before.as_deref())?;
+    let (added, removed) = word_diff(&words, &apply_ops(&words, &ops));
+    if added.is_empty() && removed.is_empty() {
+        return Ok(());
+    }
+    r.change(&path, before, Some(after));
+    r.summarize(added, removed);
+    r.command(target.one_shot());
+    r.note(gettext_f(
+        "Only the next start uses the new kernel arguments ({entry} in the boot menu). If it fails, restart again: the start after it uses the old ones. Passthrough then offers to make them permanent.",
+        &[("entry", trial::TITLE)],
+    ));
+    Ok(())
 }
 
 /// The kernel arguments the boot configuration holds now, from every file the plan would
@@ -581,7 +638,7 @@ fn current_boot_words(r: &Renderer<'_>) -> Result<Vec<String>, PlanError> {
                     words.extend(kernel_cmdline::kernel_args(&text)?);
                 }
             }
-            for entry in loader_entries(r.root) {
+            for entry in loader_entry_paths(r.root) {
                 if let Some(text) = read(r.root, &entry)? {
                     words.extend(loader_entry::kernel_args(&text)?);
                 }
@@ -790,7 +847,7 @@ fn boot_loader(r: &mut Renderer<'_>, intent: &KargIntent) -> Result<(), PlanErro
                     kernel_cmdline::edit,
                 )?;
             }
-            let entries = loader_entries(r.root);
+            let entries = loader_entry_paths(r.root);
             if entries.is_empty() && !r.root.exists(kernel_cmdline::PATH) {
                 return unknown_loader(r, intent);
             }
@@ -862,7 +919,7 @@ fn command_karg_changes(
     intent: &KargIntent,
 ) -> Result<(Vec<String>, Vec<String>), PlanError> {
     let mut lists = Vec::new();
-    for entry in loader_entries(r.root) {
+    for entry in loader_entry_paths(r.root) {
         if let Some(text) = read(r.root, &entry)? {
             lists.push(loader_entry::kernel_args(&text)?);
         }

@@ -46,6 +46,9 @@ pub const WRITABLE_FILES: &[&str] = &[
     "/etc/mkinitcpio.conf",
     "/etc/initramfs-tools/modules",
     "/etc/booster.yaml",
+    // A trial boot entry (`trial.rs`).
+    "/boot/grub/custom.cfg",
+    "/boot/grub2/custom.cfg",
 ];
 
 /// Directories whose files a transaction may change (not their subdirectories).
@@ -74,6 +77,12 @@ pub const COMMANDS: &[&str] = &[
     "dracut",
     "mkinitcpio",
     "booster",
+    // A trial boot (`trial.rs`): request it once, or cancel the request.
+    "grub-reboot",
+    "grub2-reboot",
+    "grub-editenv",
+    "grub2-editenv",
+    "bootctl",
 ];
 
 /// Directories searched for a command, inside the root.
@@ -364,6 +373,33 @@ fn karg_ok(arg: &str) -> bool {
         && !arg.bytes().any(|b| b.is_ascii_control())
 }
 
+/// Whether `argv` asks the boot loader to start the trial entry once (`trial.rs`).
+pub fn is_one_shot(argv: &[String]) -> bool {
+    undo_one_shot(argv).is_some()
+}
+
+/// The command that cancels a one-shot boot request: a rollback runs it instead of the
+/// request itself.
+fn undo_one_shot(argv: &[String]) -> Option<Vec<String>> {
+    let args: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let owned = |v: &[&str]| Some(v.iter().map(|s| (*s).to_owned()).collect());
+    match args.as_slice() {
+        ["grub-reboot", crate::trial::GRUB_ENTRY_ID] => {
+            owned(&["grub-editenv", "/boot/grub/grubenv", "unset", "next_entry"])
+        }
+        ["grub2-reboot", crate::trial::GRUB_ENTRY_ID] => owned(&[
+            "grub2-editenv",
+            "/boot/grub2/grubenv",
+            "unset",
+            "next_entry",
+        ]),
+        ["bootctl", "set-oneshot", crate::trial::LOADER_ENTRY_NAME] => {
+            owned(&["bootctl", "set-oneshot", ""])
+        }
+        _ => None,
+    }
+}
+
 /// True when `argv` is one of the regeneration commands Passthrough renders, with an
 /// argument shape it renders (so no argument can name an arbitrary output file).
 pub fn command_allowed(argv: &[String]) -> bool {
@@ -382,8 +418,14 @@ pub fn command_allowed(argv: &[String]) -> bool {
                             .all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b))
                 })
     };
+    if is_one_shot(argv) {
+        return true;
+    }
     match (name.as_str(), args.as_slice()) {
         ("update-grub", []) => true,
+        ("grub-editenv", ["/boot/grub/grubenv", "unset", "next_entry"]) => true,
+        ("grub2-editenv", ["/boot/grub2/grubenv", "unset", "next_entry"]) => true,
+        ("bootctl", ["set-oneshot", ""]) => true,
         ("grub-mkconfig" | "grub2-mkconfig", ["-o", cfg]) => grub_cfg(cfg),
         ("grubby", [first, rest @ ..]) => {
             *first == "--update-kernel=ALL"
@@ -723,6 +765,8 @@ struct Journal {
     id: TransactionId,
     summary: String,
     kernel_args: KernelArgsSummary,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    permanent: Option<crate::plan::Plan>,
     started: u64,
     finished: Option<u64>,
     phase: Phase,
@@ -748,6 +792,15 @@ pub struct TransactionRecord {
     pub kernel_args: KernelArgsSummary,
     /// Why it failed, when it did.
     pub error: Option<String>,
+    /// For a trial: the plan that makes it permanent.
+    pub permanent: Option<crate::plan::Plan>,
+}
+
+impl TransactionRecord {
+    /// Whether it asked the boot loader to start a trial entry once (`trial.rs`).
+    pub fn is_trial(&self) -> bool {
+        self.commands.iter().any(|c| is_one_shot(c))
+    }
 }
 
 impl Journal {
@@ -773,6 +826,7 @@ impl Journal {
             commands: self.commands.iter().map(|c| c.argv.clone()).collect(),
             kernel_args: self.kernel_args.clone(),
             error: self.error.clone(),
+            permanent: self.permanent.clone(),
         }
     }
 }
@@ -1068,6 +1122,7 @@ pub fn apply_with_hooks(
         id: id.clone(),
         summary: summary(rendered),
         kernel_args: rendered.kernel_args.clone(),
+        permanent: rendered.permanent.clone(),
         started,
         finished: None,
         phase: Phase::Applying,
@@ -1343,7 +1398,7 @@ fn restore_all(
         .commands
         .iter()
         .filter(|c| final_phase == Phase::RolledBack || c.state != CommandState::Pending)
-        .map(|c| c.argv.clone())
+        .map(|c| undo_one_shot(&c.argv).unwrap_or_else(|| c.argv.clone()))
         .collect();
     let mut failure = None;
     store.journal.restore_commands.clear();

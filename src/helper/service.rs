@@ -270,7 +270,8 @@ fn plan_error(e: PlanError) -> HelperError {
         PlanError::UnknownDevice(_)
         | PlanError::NotAGpu(_)
         | PlanError::ReserveAndRelease(_)
-        | PlanError::SharedGroup { .. } => HelperError::InvalidArgument(message),
+        | PlanError::SharedGroup { .. }
+        | PlanError::Trial(_) => HelperError::InvalidArgument(message),
         PlanError::UnknownBootLoader { .. } | PlanError::Edit(_) | PlanError::Read { .. } => {
             HelperError::Failed(message)
         }

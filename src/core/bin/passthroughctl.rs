@@ -26,7 +26,7 @@ struct Args {
 
 fn usage() -> String {
     gettext_f(
-        "Usage: passthroughctl [--root DIR] [--json] [--user NAME] COMMAND\n\nCommands:\n  report   the whole host as Markdown, ready for a forum post\n  check    the system check; exits 1 when something needed is missing\n  groups   IOMMU groups and their devices\n  gpus     graphics cards with their passthrough verdicts\n  plan     the file changes and commands of a boot configuration, as a diff (changes nothing)\n\nOptions:\n  --root DIR    read the host from DIR instead of /\n  --json        print JSON\n  --user NAME   check NAME's libvirt group membership\n  -h, --help    show this help\n  -V, --version show the version\n\nOptions of plan:\n  --iommu            turn the IOMMU on (intel_iommu=on on Intel)\n  --gpu ADDR         reserve the GPU at ADDR and its other functions for vfio-pci\n  --release ADDR     remove the reservation of the GPU at ADDR\n  --iommu-pt         add iommu=pt\n  --acs-override     add pcie_acs_override=downstream,multifunction\n  --ignore-msrs      add kvm.ignore_msrs=1 kvm.report_ignored_msrs=0\n  --boot-gpu-fix     keep the firmware framebuffer off the boot GPU\n  --by ids|address   how to reserve (default: by IDs unless another device has the same IDs)",
+        "Usage: passthroughctl [--root DIR] [--json] [--user NAME] COMMAND\n\nCommands:\n  report   the whole host as Markdown, ready for a forum post\n  check    the system check; exits 1 when something needed is missing\n  groups   IOMMU groups and their devices\n  gpus     graphics cards with their passthrough verdicts\n  plan     the file changes and commands of a boot configuration, as a diff (changes nothing)\n\nOptions:\n  --root DIR    read the host from DIR instead of /\n  --json        print JSON\n  --user NAME   check NAME's libvirt group membership\n  -h, --help    show this help\n  -V, --version show the version\n\nOptions of plan:\n  --iommu            turn the IOMMU on (intel_iommu=on on Intel)\n  --gpu ADDR         reserve the GPU at ADDR and its other functions for vfio-pci\n  --release ADDR     remove the reservation of the GPU at ADDR\n  --iommu-pt         add iommu=pt\n  --acs-override     add pcie_acs_override=downstream,multifunction\n  --ignore-msrs      add kvm.ignore_msrs=1 kvm.report_ignored_msrs=0\n  --boot-gpu-fix     keep the firmware framebuffer off the boot GPU\n  --try-once         boot the new kernel arguments once (grub-reboot, bootctl set-oneshot)\n  --by ids|address   how to reserve (default: by IDs unless another device has the same IDs)",
         &[],
     )
 }
@@ -61,7 +61,7 @@ fn parse(argv: Vec<String>) -> Result<Parsed, String> {
             "--user" => user = Some(value("--user")?),
             "--json" => json = true,
             "--iommu" | "--iommu-pt" | "--acs-override" | "--ignore-msrs" | "--boot-gpu-fix"
-            | "--gpu" | "--release" | "--by" => {
+            | "--try-once" | "--gpu" | "--release" | "--by" => {
                 plan_option.get_or_insert_with(|| flag.clone());
                 match flag.as_str() {
                     "--iommu" => plan.enable_iommu = true,
@@ -69,6 +69,7 @@ fn parse(argv: Vec<String>) -> Result<Parsed, String> {
                     "--acs-override" => plan.acs_override = true,
                     "--ignore-msrs" => plan.ignore_msrs = true,
                     "--boot-gpu-fix" => plan.boot_gpu_fix = true,
+                    "--try-once" => plan.try_once = true,
                     "--by" => {
                         plan.bind_by = match value("--by")?.as_str() {
                             "ids" => BindBy::Ids,

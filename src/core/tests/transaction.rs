@@ -133,6 +133,7 @@ fn b550_change(root: &HostRoot) -> Rendered {
             remove: v(&["amd_iommu=on"]),
         },
         notes: Vec::new(),
+        permanent: None,
     }
 }
 
