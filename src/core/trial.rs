@@ -210,8 +210,9 @@ pub fn base_args(root: &HostRoot, target: &Target) -> Result<Vec<String>, EditEr
             body,
             linux,
             args_at,
-            ..
-        } => kernel_cmdline::kernel_args(&body[*linux][*args_at..]),
+            dir,
+        } => kernel_cmdline::kernel_args(&body[*linux][*args_at..])
+            .map_err(|e| in_custom_cfg(e, dir)),
         Target::SystemdBoot { entry } => {
             let text = root.read_string(entry).unwrap_or_default();
             loader_entry::kernel_args(&text)
@@ -231,11 +232,12 @@ pub fn render(
             body,
             linux,
             args_at,
-            ..
+            dir,
         } => {
             let mut body = body.clone();
             let line = &body[*linux];
-            let args = kernel_cmdline::edit(&line[*args_at..], ops)?;
+            let args =
+                kernel_cmdline::edit(&line[*args_at..], ops).map_err(|e| in_custom_cfg(e, dir))?;
             body[*linux] = format!("{}{}", &line[..*args_at], args);
             let mut out = without_block(before.unwrap_or_default());
             if !out.is_empty() && !out.ends_with('\n') {
@@ -273,6 +275,16 @@ pub fn render(
             Ok(out)
         }
     }
+}
+
+/// An error of the kernel-arguments editor, said of the trial's file.
+fn in_custom_cfg(mut e: EditError, dir: &str) -> EditError {
+    e.file = if dir.ends_with("grub2") {
+        "/boot/grub2/custom.cfg"
+    } else {
+        "/boot/grub/custom.cfg"
+    };
+    e
 }
 
 /// `text` without the trial's block.

@@ -792,3 +792,27 @@ fn hardened_inner(dir: &Path) {
     assert!(faults > 10, "{faults}");
     eprintln!("hardened view, {file}: {faults} faults injected");
 }
+
+/// A trial (try once) on the blog's host: a new custom.cfg, the initramfs and the one-shot
+/// request; recovery cancels the request (grub-editenv) instead of making it again.
+#[test]
+fn a_fault_at_every_step_of_a_trial() {
+    let fixture_root = HostRoot::new(fixture("b550-blog"));
+    let report = HostReport::scan(&fixture_root, &ScanOptions::default());
+    let plan = Plan {
+        iommu_pt: true,
+        reserve: vec!["0000:08:00.0".parse().unwrap()],
+        try_once: true,
+        ..Plan::default()
+    };
+    let change = render(&fixture_root, &report, &plan).unwrap();
+    assert!(change.files.iter().any(|f| f.path == "/boot/grub/custom.cfg"));
+    let faults = inject_every_fault(&|| {
+        let (d, root) = b550_with_recorders(false);
+        install_recorder(&root, "/usr/sbin", "grub-reboot", false);
+        install_recorder(&root, "/usr/sbin", "grub-editenv", false);
+        (d, root, change.clone())
+    });
+    assert!(faults > 10, "{faults}");
+    eprintln!("trial: {faults} faults injected");
+}

@@ -315,3 +315,118 @@ fn a_trial_through_transactions_and_restarts() {
         .unwrap()
         .is_empty());
 }
+
+mod properties {
+    use super::*;
+    use passthrough_core::bootcfg::{apply_ops, kernel_cmdline, KargOp};
+    use proptest::prelude::*;
+
+    fn arg() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-z_.]{1,8}(=[a-z0-9:,]{1,6})?",
+            Just("$vt_handoff".to_owned()),
+            Just("vfio-pci.ids=10de:1b80".to_owned()),
+            Just("amd_iommu=on".to_owned()),
+        ]
+    }
+
+    fn grub_cfg() -> impl Strategy<Value = (String, Vec<String>)> {
+        (
+            prop::collection::vec(arg(), 0..8),
+            "[ \t]{1,3}",
+            prop::collection::vec("[ -~]{0,30}", 0..4),
+            any::<bool>(),
+        )
+            .prop_map(|(args, gap, noise, nested)| {
+                let mut cfg = String::from(
+                    "if [ \"${next_entry}\" ] ; then\n  set default=\"${next_entry}\"\nfi\n",
+                );
+                for n in &noise {
+                    cfg.push_str(&format!("# {n}\n"));
+                }
+                cfg.push_str("menuentry 'Linux' --class os {\n\tinsmod ext2\n");
+                if nested {
+                    cfg.push_str(
+                        "\tif [ x$grub_platform = xefi ]; then\n\t\tinsmod efi_gop\n\tfi\n",
+                    );
+                }
+                cfg.push_str(&format!(
+                    "\tlinux{gap}/vmlinuz-6.6 root=/dev/sda2 ro {}\n\tinitrd\t/initrd.img\n}}\n",
+                    args.join(" ")
+                ));
+                cfg.push_str("source ${config_directory}/custom.cfg\n");
+                let mut words = vec!["root=/dev/sda2".to_owned(), "ro".to_owned()];
+                words.extend(args);
+                (cfg, words)
+            })
+    }
+
+    fn ops() -> impl Strategy<Value = Vec<KargOp>> {
+        prop::collection::vec(
+            prop_oneof![
+                // What a plan adds is always a plain argument ($… is GRUB's, not ours).
+                arg()
+                    .prop_filter("plain", |a| !a.starts_with('$'))
+                    .prop_map(|a| KargOp::AddExact { arg: a }),
+                arg().prop_map(|a| KargOp::RemoveExact { arg: a }),
+                "[a-z_.]{1,8}".prop_map(|k| KargOp::RemoveKey { key: k }),
+                ("[a-z_.]{1,8}", "[a-z0-9]{1,4}").prop_map(|(k, v)| KargOp::SetKey {
+                    key: k,
+                    value: Some(v)
+                }),
+            ],
+            0..5,
+        )
+    }
+
+    /// A report of a GRUB host whose menu is /boot/grub/grub.cfg.
+    fn grub_report() -> HostReport {
+        let report = scan(&HostRoot::new(fixture("b550-blog")));
+        assert_eq!(
+            report.boot_loader.grub_cfg.as_deref(),
+            Some("/boot/grub/grub.cfg")
+        );
+        report
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// The trial entry's `linux` line has exactly the arguments the operations give, and
+        /// the rest of the first entry is copied byte for byte.
+        #[test]
+        fn the_trial_entry_has_the_edited_arguments((cfg, words) in grub_cfg(), ops in ops()) {
+            let dir = tempfile::tempdir().unwrap();
+            let root = HostRoot::new(dir.path());
+            fs::create_dir_all(root.path("/boot/grub")).unwrap();
+            fs::write(root.path("/boot/grub/grub.cfg"), &cfg).unwrap();
+            let report = grub_report();
+            let target = trial::target(&root, &report).unwrap();
+            prop_assert_eq!(trial::base_args(&root, &target).unwrap(), words.clone());
+            let text = trial::render(&root, &target, &ops, None).unwrap();
+            let linux = text.lines().find(|l| l.trim_start().starts_with("linux")).unwrap();
+            let args_at = linux.find("/vmlinuz-6.6").unwrap() + "/vmlinuz-6.6".len();
+            let got = kernel_cmdline::kernel_args(&linux[args_at..]).unwrap();
+            prop_assert_eq!(got, apply_ops(&words, &ops));
+            let entry_start = cfg.find("menuentry").unwrap();
+            let body_start = cfg[entry_start..].find('\n').unwrap() + entry_start + 1;
+            let body_end = cfg.find("\tlinux").unwrap();
+            prop_assert!(text.contains(&cfg[body_start..body_end]));
+        }
+
+        /// Any text as grub.cfg: a target or a reason, never a panic.
+        #[test]
+        fn any_grub_cfg_gives_a_target_or_a_reason(cfg in "(menuentry |linux|\\{|\\}|next_entry|custom.cfg|[ \t\n]|[a-z$]{1,4}){0,60}") {
+            let dir = tempfile::tempdir().unwrap();
+            let root = HostRoot::new(dir.path());
+            fs::create_dir_all(root.path("/boot/grub")).unwrap();
+            fs::write(root.path("/boot/grub/grub.cfg"), &cfg).unwrap();
+            let report = grub_report();
+            if let Ok(target) = trial::target(&root, &report) {
+                if trial::base_args(&root, &target).is_ok() {
+                    let _ = trial::render(&root, &target, &[], None);
+                }
+            }
+        }
+    }
+}
