@@ -3,10 +3,17 @@
 //! The host is scanned off the GTK thread once the window is on screen, and again on
 //! `win.refresh`. Window actions: `win.refresh`, `win.show-page` (a step name, or `groups`
 //! for the IOMMU groups of the Graphics card step), `win.search`, `win.search-for` (a text),
-//! `win.back`.
+//! `win.reserve-gpu` (an address: ticks the card on the Boot configuration step),
+//! `win.show-changes` (unfolds the exact diff there), `win.apply-changes` (presses that
+//! step's Apply button: the helper is asked, as with a click; nothing happens while Apply is
+//! disabled), `win.back`.
 //!
 //! Hooks for tests, read from the environment: `PASSTHROUGH_TEST_ACTIONS` (actions run after
-//! the first scan), `PASSTHROUGH_TEST_REPORT=1` (prints `ready: gpus=N checks=M page=NAME`),
+//! the first scan, each once the scan, preview, Apply or Roll Back it started is over),
+//! `PASSTHROUGH_TEST_REPORT=1` (prints `ready: gpus=N checks=M page=NAME …`, the Boot
+//! configuration step's state included: `applied=ID|-`, `apply-outcome=NAME`,
+//! `progress-lines=N`; before it, the step's progress as `boot-progress-label: TEXT` and one
+//! `boot-progress: LINE` per line shown),
 //! `PASSTHROUGH_TEST_SCREENSHOT=FILE.png` (saves the window, then quits) and
 //! `PASSTHROUGH_TIMING=1` (prints `first-window: MS` on stderr, and `first-frame-ns` on
 //! stdout for build-aux/bench, then quits).
@@ -152,6 +159,15 @@ mod imp {
             klass.install_action("win.show-changes", None, |win, _, _| {
                 win.show_page("boot");
                 win.imp().boot_page.show_changes();
+            });
+            klass.install_action("win.apply-changes", None, |win, _, _| {
+                win.show_page("boot");
+                let page = &win.imp().boot_page;
+                if page.apply_enabled() {
+                    page.start_apply();
+                } else {
+                    tracing::warn!("win.apply-changes: Apply is disabled");
+                }
             });
             klass.install_action("win.back", None, |win, _, _| {
                 let leaflet = &win.imp().leaflet;
@@ -423,7 +439,7 @@ impl PtWindow {
                 Err(e) => eprintln!("test action {item}: {e}"),
             }
             glib::timeout_future(Duration::from_millis(300)).await;
-            while self.imp().scanning.get() {
+            while self.imp().scanning.get() || self.imp().boot_page.is_busy() {
                 glib::timeout_future(Duration::from_millis(50)).await;
             }
         }
@@ -431,9 +447,15 @@ impl PtWindow {
 
     fn report_for_tests(&self) {
         if env_is_1("PASSTHROUGH_TEST_REPORT") {
+            let boot = &self.imp().boot_page;
+            let (label, lines) = boot.progress_text();
+            println!("boot-progress-label: {}", label.replace('\n', " "));
+            for line in lines {
+                println!("boot-progress: {line}");
+            }
             match self.imp().scan.borrow().as_ref() {
                 Some(scan) => println!(
-                    "ready: gpus={} checks={} page={} scans={} history={} preview={} apply={} boot={}",
+                    "ready: gpus={} checks={} page={} scans={} history={} preview={} apply={} boot={} applied={} apply-outcome={} progress-lines={}",
                     scan.report.gpus.len(),
                     scan.checks.len(),
                     self.visible_page(),
@@ -441,7 +463,10 @@ impl PtWindow {
                     self.imp().boot_page.history_len(),
                     self.imp().boot_page.preview_files(),
                     self.imp().boot_page.apply_enabled(),
-                    self.imp().boot_page.status_name()
+                    self.imp().boot_page.status_name(),
+                    boot.applied_id().as_deref().unwrap_or("-"),
+                    boot.apply_outcome().name(),
+                    boot.progress_lines()
                 ),
                 None => println!("scan-failed: page={}", self.visible_page()),
             }

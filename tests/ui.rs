@@ -375,14 +375,29 @@ fn boot_configuration_preview_and_history() {
     with_running_app(&mut cmd, |line, _| {
         assert_eq!(field(line, "boot"), "choose", "{line}");
     });
-    // A plan for a copy of another computer is previewed but never sent to the helper,
-    // which would apply it to this machine.
+    // A plan for a copy of another computer is previewed; Apply sends it only to a helper
+    // that serves that copy (tests/ui_apply.rs), never to one that would apply it to this
+    // machine. Here no helper serves it: pressing Apply sends nothing and changes nothing.
     let mut cmd = app("en");
-    cmd.args(["--root", &fedora, "--page", "boot"])
-        .env("PASSTHROUGH_TEST_ACTIONS", "win.reserve-gpu::0000:01:00.0");
+    cmd.args(["--root", &fedora, "--page", "boot"]).env(
+        "PASSTHROUGH_TEST_ACTIONS",
+        "win.reserve-gpu::0000:01:00.0;win.apply-changes",
+    );
     with_running_app(&mut cmd, |line, _| {
         assert_eq!(field(line, "preview"), "2", "the preview is there: {line}");
-        assert_eq!(field(line, "apply"), "false", "{line}");
+        let outcome = field(line, "apply-outcome");
+        assert!(
+            outcome == "not-sent" || outcome == "other-root",
+            "the plan was not sent: {line}"
+        );
+        assert_eq!(field(line, "applied"), "-", "{line}");
+        assert_eq!(field(line, "apply"), "true", "Apply stays offered: {line}");
     });
+    assert!(
+        transaction::list(&HostRoot::new(&fedora))
+            .unwrap()
+            .is_empty(),
+        "the fixture has no journal"
+    );
     assert_eq!(transaction::list(&root).unwrap()[0].id, id);
 }

@@ -20,6 +20,7 @@ use passthrough_core::plan::{BindBy, Plan, Rendered};
 use passthrough_core::transaction::{self, TransactionState};
 use passthrough_core::{markdown, plan_render, HostRoot};
 
+use crate::helper_client::Failure;
 use crate::widgets::{set_tone_icon, Tone};
 use crate::window::Scan;
 
@@ -82,6 +83,9 @@ mod imp {
         pub(super) rendered: RefCell<Option<Rendered>>,
         /// Increases with every preview request, so a late answer never overwrites a newer one.
         pub(super) preview_serial: Cell<u64>,
+        /// The serial of the last preview shown: behind `preview_serial` while one is worked
+        /// out (tests wait for it before they press Apply).
+        pub(super) preview_shown: Cell<u64>,
         /// Updating widgets from a scan: switch signals must not start previews meanwhile.
         pub(super) loading: Cell<bool>,
         pub(super) history_len: Cell<usize>,
@@ -91,6 +95,14 @@ mod imp {
         pub(super) config_differs: Cell<bool>,
         /// A change was applied in this session: the host needs a restart.
         pub(super) restart_pending: Cell<bool>,
+        /// An Apply or Roll Back is under way (for tests, which wait for it).
+        pub(super) busy: Cell<bool>,
+        /// How the last Apply ended (for tests).
+        pub(super) apply_outcome: Cell<ApplyOutcome>,
+        /// The transaction the last Apply made (for tests).
+        pub(super) applied: RefCell<Option<String>>,
+        /// Progress lines received from the helper for the last Apply or Roll Back.
+        pub(super) progress_lines: Cell<usize>,
     }
 
     #[glib::object_subclass]
@@ -101,8 +113,8 @@ mod imp {
 
         fn class_init(klass: &mut Self::Class) {
             klass.bind_template();
-            klass.install_action_async("boot.apply", None, |page, _, _| async move {
-                page.apply().await;
+            klass.install_action("boot.apply", None, |page, _, _| {
+                page.start_apply();
             });
         }
 
@@ -139,6 +151,34 @@ mod imp {
 
     impl WidgetImpl for PtBootPage {}
     impl BinImpl for PtBootPage {}
+}
+
+/// How the last Apply ended (for tests).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum ApplyOutcome {
+    /// Not pressed yet, or still running.
+    #[default]
+    None,
+    /// The helper applied the plan.
+    Applied,
+    /// The helper serves another host root than the app's: nothing was sent.
+    OtherRoot,
+    /// The helper could not be reached: nothing was sent.
+    NotSent,
+    /// The helper refused (polkit, validation) or failed and rolled back.
+    Refused,
+}
+
+impl ApplyOutcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Applied => "applied",
+            Self::OtherRoot => "other-root",
+            Self::NotSent => "not-sent",
+            Self::Refused => "refused",
+        }
+    }
 }
 
 glib::wrapper! {
@@ -270,8 +310,8 @@ impl PtBootPage {
         }
     }
 
-    /// Whether the page examines this computer (its changes go through the helper, which
-    /// works on `/`).
+    /// Whether the page examines this computer rather than a copy of a host (`--root`),
+    /// whose changes go only to a helper that serves that copy.
     fn is_live(&self) -> bool {
         HostRoot::new(self.imp().root.borrow().clone()).is_live()
     }
@@ -303,6 +343,38 @@ impl PtBootPage {
     /// Transactions listed in the history (for tests).
     pub fn history_len(&self) -> usize {
         self.imp().history_len.get()
+    }
+
+    /// Whether an Apply or Roll Back, or working out the preview, is under way (for tests).
+    pub fn is_busy(&self) -> bool {
+        let imp = self.imp();
+        imp.busy.get() || imp.preview_shown.get() != imp.preview_serial.get()
+    }
+
+    /// How the last Apply ended (for tests).
+    pub fn apply_outcome(&self) -> ApplyOutcome {
+        self.imp().apply_outcome.get()
+    }
+
+    /// The transaction the last Apply made (for tests).
+    pub fn applied_id(&self) -> Option<String> {
+        self.imp().applied.borrow().clone()
+    }
+
+    /// The sentence above the progress lines, and the lines, as shown (for tests).
+    pub fn progress_text(&self) -> (String, Vec<String>) {
+        let imp = self.imp();
+        let buffer = imp.progress_view.buffer();
+        let text = buffer.text(&buffer.start_iter(), &buffer.end_iter(), false);
+        (
+            imp.progress_label.label().to_string(),
+            text.lines().map(str::to_owned).collect(),
+        )
+    }
+
+    /// Progress lines received from the helper for the last Apply or Roll Back (for tests).
+    pub fn progress_lines(&self) -> usize {
+        self.imp().progress_lines.get()
     }
 
     /// Unfolds the exact diff of the preview.
@@ -365,6 +437,7 @@ impl PtBootPage {
                 if page.imp().preview_serial.get() != serial {
                     return;
                 }
+                page.imp().preview_shown.set(serial);
                 match result {
                     Ok(Ok((rendered, diff))) => page.show_preview(Some(rendered), &diff, None),
                     Ok(Err(message)) => page.show_preview(None, "", Some(&message)),
@@ -391,14 +464,14 @@ impl PtBootPage {
         };
         let has_changes = rendered.as_ref().is_some_and(|r| !r.is_empty());
         imp.diff_expander.set_visible(has_changes);
-        // The helper changes this computer: a plan made for a copy of another one is only
-        // shown, never sent.
-        let live = self.is_live();
-        let can_apply = has_changes && live;
-        let text = if has_changes && !live {
+        // The helper changes the root it serves (`/` on a real system): a plan made for a copy
+        // of another computer is sent only to a helper that serves that copy, which Apply
+        // asks first.
+        let can_apply = has_changes;
+        let text = if has_changes && !self.is_live() {
             format!(
                 "{text}\n{}",
-                gettext("This is a copy of another computer: the changes are shown but cannot be applied here.")
+                gettext("This is a copy of another computer: Apply changes it only through a Passthrough helper started for this copy, and otherwise sends nothing.")
             )
         } else {
             text
@@ -485,7 +558,8 @@ impl PtBootPage {
                 record.id,
                 record.state.label()
             )));
-            if record.state == TransactionState::Applied && self.is_live() {
+            // On a copy of a host, Roll Back (like Apply) goes only to a helper serving it.
+            if record.state == TransactionState::Applied {
                 let button = gtk::Button::with_mnemonic(&gettext("_Roll Back…"));
                 button.set_valign(gtk::Align::Center);
                 let id = record.id.to_string();
@@ -511,9 +585,13 @@ impl PtBootPage {
     fn start_progress(&self, label: &str) {
         let imp = self.imp();
         imp.progress_view.buffer().set_text("");
+        imp.progress_lines.set(0);
+        set_progress_view_visible(&imp.progress_view, false);
         imp.progress_label.set_label(label);
+        imp.progress_spinner.set_visible(true);
         imp.progress_spinner.start();
         imp.progress_revealer.set_reveal_child(true);
+        imp.apply_enabled.set(false);
         self.action_set_enabled("boot.apply", false);
     }
 
@@ -521,25 +599,69 @@ impl PtBootPage {
         let imp = self.imp();
         imp.progress_label.set_label(label);
         imp.progress_spinner.stop();
+        // A stopped spinner would leave a blank square before the sentence.
+        imp.progress_spinner.set_visible(false);
     }
 
-    fn append_progress(&self, line: &str) {
-        let buffer = self.imp().progress_view.buffer();
-        let mut end = buffer.end_iter();
-        buffer.insert(&mut end, line);
+    /// Shows a `Progress` signal: a step starting (empty `line`) or a line of its output.
+    fn append_progress(&self, step: &str, line: &str) {
+        let imp = self.imp();
+        imp.progress_lines.set(imp.progress_lines.get() + 1);
+        set_progress_view_visible(&imp.progress_view, true);
+        let text = if line.is_empty() {
+            step.to_owned()
+        } else {
+            format!("    {line}")
+        };
+        let buffer = imp.progress_view.buffer();
+        buffer.insert(&mut buffer.end_iter(), &text);
         buffer.insert(&mut buffer.end_iter(), "\n");
     }
 
-    /// Applies the previewed plan through the helper (polkit asks for authentication).
+    /// The sentence for a change that did not happen.
+    fn failure_message(failure: &Failure) -> String {
+        match failure {
+            Failure::OtherRoot { .. } => gettext(
+                "This is a copy of another computer: the changes are shown but cannot be applied here.",
+            ),
+            Failure::NotSent(message) => gettext_f(
+                "{error} Nothing was changed.",
+                &[("error", message)],
+            ),
+            Failure::Refused(message) => message.clone(),
+        }
+    }
+
+    /// Presses Apply: marks the page busy at once (tests wait for it), then applies.
+    pub fn start_apply(&self) {
+        let imp = self.imp();
+        if !imp.apply_enabled.get() || imp.busy.replace(true) {
+            return;
+        }
+        glib::spawn_future_local(glib::clone!(
+            #[weak(rename_to = page)]
+            self,
+            async move { page.apply().await }
+        ));
+    }
+
+    /// Applies the previewed plan through the helper (polkit asks for authentication). On a
+    /// copy of a host the helper is asked first whether it serves that copy; if not, nothing
+    /// is sent.
     async fn apply(&self) {
+        // `start_apply` marked the page busy.
+        let imp = self.imp();
+        imp.apply_outcome.set(ApplyOutcome::None);
+        imp.applied.replace(None);
         let plan = self.plan();
         let Ok(plan_json) = serde_json::to_string(&plan) else {
+            imp.busy.set(false);
             return;
         };
         self.start_progress(&gettext("Applying the new boot configuration…"));
-        let page = self.clone();
-        let result = crate::helper_client::apply(&plan_json, move |step, line| {
-            page.append_progress(&format!("{step}: {line}"));
+        let root = imp.root.borrow().clone();
+        let result = crate::helper_client::apply(&root, &plan_json, |step, line| {
+            self.append_progress(step, line);
         })
         .await;
         match result {
@@ -548,16 +670,24 @@ impl PtBootPage {
                     "Done. Change {id} is recorded in the history.",
                     &[("id", &id)],
                 ));
-                self.imp().restart_pending.set(true);
+                imp.apply_outcome.set(ApplyOutcome::Applied);
+                imp.applied.replace(Some(id));
+                imp.restart_pending.set(true);
                 self.update_status();
                 self.refresh_history();
                 self.ask_restart();
             }
-            Err(message) => {
-                self.stop_progress(&message);
+            Err(failure) => {
+                imp.apply_outcome.set(match failure {
+                    Failure::OtherRoot { .. } => ApplyOutcome::OtherRoot,
+                    Failure::NotSent(_) => ApplyOutcome::NotSent,
+                    Failure::Refused(_) => ApplyOutcome::Refused,
+                });
+                self.stop_progress(&Self::failure_message(&failure));
                 self.refresh_preview();
             }
         }
+        imp.busy.set(false);
     }
 
     async fn rollback(&self, id: String) {
@@ -577,8 +707,16 @@ impl PtBootPage {
         if response(&dialog).await != "rollback" {
             return;
         }
+        if self.imp().busy.replace(true) {
+            return;
+        }
         self.start_progress(&gettext("Rolling back…"));
-        match crate::helper_client::rollback(&id).await {
+        let root = self.imp().root.borrow().clone();
+        let result = crate::helper_client::rollback(&root, &id, |step, line| {
+            self.append_progress(step, line);
+        })
+        .await;
+        match result {
             Ok(()) => {
                 self.stop_progress(&gettext(
                     "Rolled back. Restart to use the restored configuration.",
@@ -588,8 +726,9 @@ impl PtBootPage {
                 self.refresh_history();
                 self.ask_restart();
             }
-            Err(message) => self.stop_progress(&message),
+            Err(failure) => self.stop_progress(&Self::failure_message(&failure)),
         }
+        self.imp().busy.set(false);
         self.refresh_preview();
     }
 
@@ -618,6 +757,13 @@ impl PtBootPage {
                 }
             }
         ));
+    }
+}
+
+/// Shows the progress lines' box only when there are lines to show.
+fn set_progress_view_visible(view: &gtk::TextView, visible: bool) {
+    if let Some(scrolled) = view.parent() {
+        scrolled.set_visible(visible);
     }
 }
 
