@@ -301,6 +301,11 @@ impl Bus {
 
     /// Starts the helper as root on this bus.
     pub fn helper(&self, root: &Path, idle_timeout: u64) -> Daemon {
+        self.helper_with_env(root, idle_timeout, &[])
+    }
+
+    /// Starts the helper as root on this bus, with more environment (its language).
+    pub fn helper_with_env(&self, root: &Path, idle_timeout: u64, env: &[(&str, &str)]) -> Daemon {
         let log = self.dir.path().join("helper.log");
         Daemon {
             name: "passthrough-helper",
@@ -309,6 +314,7 @@ impl Bus {
                 .arg(root)
                 .arg("--idle-timeout")
                 .arg(idle_timeout.to_string())
+                .envs(env.iter().copied())
                 .env("DBUS_SYSTEM_BUS_ADDRESS", &self.address)
                 .env("PASSTHROUGH_LOG", "debug,zbus=warn")
                 .stdout(Stdio::null())
