@@ -33,9 +33,10 @@ pub const PLAN_WRITABLE: &[&str] = &[
 /// The helper's own state: the transaction journal and backups.
 pub const STATE_DIR: &str = "/var/lib/passthrough";
 
-/// Written by the regeneration commands themselves, never by a plan's file edits:
-/// update-initramfs records the checksum of each initramfs it builds there.
-pub const COMMAND_WRITABLE: &[&str] = &["/var/lib/initramfs-tools"];
+/// Written by the commands themselves, never by a plan's file edits: update-initramfs
+/// records the checksum of each initramfs it builds there, and `bootctl set-oneshot` (a
+/// trial boot) writes an EFI variable.
+pub const COMMAND_WRITABLE: &[&str] = &["/var/lib/initramfs-tools", "/sys/firmware/efi/efivars"];
 
 /// The most GPUs one plan may reserve or release (a desktop has a handful).
 pub const MAX_DEVICES: usize = 16;

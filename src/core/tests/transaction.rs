@@ -806,7 +806,10 @@ fn a_fault_at_every_step_of_a_trial() {
         ..Plan::default()
     };
     let change = render(&fixture_root, &report, &plan).unwrap();
-    assert!(change.files.iter().any(|f| f.path == "/boot/grub/custom.cfg"));
+    assert!(change
+        .files
+        .iter()
+        .any(|f| f.path == "/boot/grub/custom.cfg"));
     let faults = inject_every_fault(&|| {
         let (d, root) = b550_with_recorders(false);
         install_recorder(&root, "/usr/sbin", "grub-reboot", false);
