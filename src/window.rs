@@ -6,7 +6,9 @@
 //! `win.reserve-gpu` (an address: ticks the card on the Boot configuration step),
 //! `win.show-changes` (unfolds the exact diff there), `win.apply-changes` (presses that
 //! step's Apply button: the helper is asked, as with a click; nothing happens while Apply is
-//! disabled), `win.back`.
+//! disabled), `win.try-once` (a boolean: the step's Try Once First switch, where it can be
+//! on), `win.make-permanent` (presses Make Permanent after a trial start that worked; tests
+//! get no confirmation dialog), `win.back`.
 //!
 //! Hooks for tests, read from the environment: `PASSTHROUGH_TEST_ACTIONS` (actions run after
 //! the first scan, each once the scan, preview, Apply or Roll Back it started is over),
@@ -168,6 +170,19 @@ mod imp {
                 } else {
                     tracing::warn!("win.apply-changes: Apply is disabled");
                 }
+            });
+            klass.install_action(
+                "win.try-once",
+                Some(glib::VariantTy::BOOLEAN),
+                |win, _, param| {
+                    if let Some(on) = param.and_then(|p| p.get::<bool>()) {
+                        win.imp().boot_page.set_try_once(on);
+                    }
+                },
+            );
+            klass.install_action("win.make-permanent", None, |win, _, _| {
+                win.show_page("boot");
+                win.imp().boot_page.start_make_permanent();
             });
             klass.install_action("win.back", None, |win, _, _| {
                 let leaflet = &win.imp().leaflet;

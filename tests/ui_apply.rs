@@ -30,7 +30,10 @@ use passthrough_core::HostRoot;
 /// modprobe options and the initramfs modules, then runs update-initramfs and update-grub.
 const FIXTURE: &str = "b550-blog-acs";
 const CARD: &str = "0000:04:00.0";
-const ACTIONS: &str = "win.reserve-gpu::0000:04:00.0;win.apply-changes";
+/// Reserve and apply, permanently (Try Once First is on by default where the host can).
+const ACTIONS: &str = "win.reserve-gpu::0000:04:00.0;win.try-once(false);win.apply-changes";
+/// Reserve and apply as a trial start.
+const TRIAL_ACTIONS: &str = "win.reserve-gpu::0000:04:00.0;win.apply-changes";
 
 /// What the app says after a change is refused because of polkit (core's `user_message`).
 const NOT_ALLOWED: &str = "You are not allowed to change the system configuration: authentication was refused or cancelled. Nothing was changed.";
@@ -85,6 +88,17 @@ fn chown_tree(path: &Path, uid: u32, gid: u32) {
 /// Starts the app on `root` with the test actions, waits until it has taken its screenshot
 /// and quit, and returns what it printed. The app is stopped by its PID if it does not.
 fn run_app(bus: &Bus, lang: &str, root: &Path, user: User, screenshot: &str) -> (AppRun, PathBuf) {
+    run_app_with(bus, lang, root, user, screenshot, ACTIONS)
+}
+
+fn run_app_with(
+    bus: &Bus,
+    lang: &str,
+    root: &Path,
+    user: User,
+    screenshot: &str,
+    actions: &str,
+) -> (AppRun, PathBuf) {
     let share = top().join("target/dev/share");
     assert!(
         share
@@ -146,7 +160,7 @@ fn run_app(bus: &Bus, lang: &str, root: &Path, user: User, screenshot: &str) -> 
         .env("XDG_RUNTIME_DIR", &runtime)
         .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
         .env("PASSTHROUGH_TEST_REPORT", "1")
-        .env("PASSTHROUGH_TEST_ACTIONS", ACTIONS)
+        .env("PASSTHROUGH_TEST_ACTIONS", actions)
         .env("PASSTHROUGH_TEST_SCREENSHOT", &shot)
         .env_remove("LC_ALL")
         .env_remove("LC_MESSAGES");
@@ -468,6 +482,122 @@ fn apply_from_the_app_through_the_helper_and_polkit() {
             "{}",
             bus.helper_log()
         );
+        stop_helper(&bus, helper);
+    }
+
+    // 5. Try once: the app applies a trial start (a GRUB custom.cfg entry and grub-reboot),
+    //    then shows how it went after a restart (fell back, or worked), and Make Permanent
+    //    writes GRUB's defaults and removes the trial entry.
+    {
+        let (_temp, root) = fresh_copy();
+        let reboot = root.join("usr/sbin/grub-reboot");
+        std::fs::write(&reboot, RECORDER).unwrap();
+        chmod(&reboot, 0o755);
+        let grub_before = std::fs::read_to_string(root.join("etc/default/grub")).unwrap();
+        let cmdline_before = std::fs::read_to_string(root.join("proc/cmdline")).unwrap();
+        let helper = bus.helper(&root, 0);
+        bus.wait_for_name(BUS_NAME, Duration::from_secs(10));
+        let proxy = zbus::block_on(Helper1Proxy::new(&conn)).unwrap();
+        let trial_plan = Plan {
+            try_once: true,
+            ..plan()
+        };
+        let rendered: Rendered = zbus::block_on(proxy.preview_plan(&trial_plan)).unwrap();
+        assert!(
+            rendered
+                .files
+                .iter()
+                .any(|f| f.path == "/boot/grub/custom.cfg"),
+            "{rendered:?}"
+        );
+
+        let (run, _) = run_app_with(
+            &bus,
+            "en",
+            &root,
+            User::Root,
+            "boot-trial-applied",
+            TRIAL_ACTIONS,
+        );
+        let out = &run.output;
+        assert_eq!(run.field("apply-outcome"), "applied", "{out}");
+        assert_eq!(run.field("boot"), "trial-pending", "{out}");
+        for file in &rendered.files {
+            let now = std::fs::read_to_string(root.join(file.path.trim_start_matches('/'))).ok();
+            assert_eq!(now, file.after, "{} is not as previewed", file.path);
+        }
+        assert_eq!(
+            std::fs::read_to_string(root.join("etc/default/grub")).unwrap(),
+            grub_before,
+            "a trial leaves GRUB's defaults alone"
+        );
+        let recorded = || -> Vec<String> {
+            std::fs::read_to_string(root.join("var/log/recorded-commands"))
+                .unwrap()
+                .lines()
+                .map(|l| l.trim_end().to_owned())
+                .collect()
+        };
+        assert_eq!(
+            recorded(),
+            [
+                "update-initramfs -u -k all",
+                "grub-reboot passthrough-trial"
+            ]
+        );
+        let record = journal(&root).remove(0);
+        assert!(record.is_trial());
+        let finished = record.finished.unwrap();
+
+        // The computer restarted with the old arguments: the trial did not come up.
+        std::fs::write(
+            root.join("proc/stat"),
+            format!("cpu 1 1 1 1\nbtime {}\n", finished + 30),
+        )
+        .unwrap();
+        for lang in ["en", "zh_CN"] {
+            let (run, _) = run_app_with(&bus, lang, &root, User::Root, "boot-trial-failed", "");
+            assert_eq!(run.field("boot"), "trial-failed", "{}", run.output);
+        }
+
+        // It restarted into the trial entry: its arguments are on the running command line.
+        let mut words: Vec<String> = cmdline_before
+            .split_whitespace()
+            .filter(|w| !record.kernel_args.remove.iter().any(|r| r == w))
+            .map(str::to_owned)
+            .collect();
+        words.extend(record.kernel_args.add.iter().cloned());
+        std::fs::write(root.join("proc/cmdline"), words.join(" ") + "\n").unwrap();
+        for lang in ["en", "zh_CN"] {
+            let (run, _) = run_app_with(&bus, lang, &root, User::Root, "boot-trial-worked", "");
+            assert_eq!(run.field("boot"), "trial-worked", "{}", run.output);
+        }
+
+        // Make Permanent: GRUB's defaults get the arguments, the trial entry goes.
+        let (run, _) = run_app_with(
+            &bus,
+            "en",
+            &root,
+            User::Root,
+            "boot-trial-permanent",
+            "win.make-permanent",
+        );
+        let out = &run.output;
+        assert_eq!(run.field("apply-outcome"), "applied", "{out}");
+        assert_eq!(run.field("boot"), "restart", "{out}");
+        assert!(!root.join("boot/grub/custom.cfg").exists());
+        let grub = std::fs::read_to_string(root.join("etc/default/grub")).unwrap();
+        for arg in &record.kernel_args.add {
+            assert!(grub.contains(arg.as_str()), "{arg} not in {grub}");
+        }
+        assert_eq!(
+            recorded()[2..],
+            ["update-initramfs -u -k all", "update-grub"],
+            "{out}"
+        );
+        let records = journal(&root);
+        assert_eq!(records.len(), 2);
+        assert!(records.iter().all(|r| r.state == TransactionState::Applied));
         stop_helper(&bus, helper);
     }
 

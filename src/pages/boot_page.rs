@@ -17,7 +17,8 @@ use passthrough_core::gpu::{GpuVerdict, Verdict};
 use passthrough_core::i18n::{gettext_f, ngettext_f};
 use passthrough_core::pci::PciAddress;
 use passthrough_core::plan::{BindBy, Plan, Rendered};
-use passthrough_core::transaction::{self, TransactionState};
+use passthrough_core::transaction::{self, TransactionRecord, TransactionState};
+use passthrough_core::trial::{self, TrialStatus};
 use passthrough_core::{markdown, plan_render, HostRoot};
 
 use crate::helper_client::Failure;
@@ -38,6 +39,16 @@ mod imp {
         pub(super) status_title: TemplateChild<gtk::Label>,
         #[template_child]
         pub(super) status_description: TemplateChild<gtk::Label>,
+        #[template_child]
+        pub(super) trial_actions: TemplateChild<gtk::Box>,
+        #[template_child]
+        pub(super) permanent_button: TemplateChild<gtk::Button>,
+        #[template_child]
+        pub(super) discard_button: TemplateChild<gtk::Button>,
+        #[template_child]
+        pub(super) trial_row: TemplateChild<adw::ActionRow>,
+        #[template_child]
+        pub(super) trial_switch: TemplateChild<gtk::Switch>,
         #[template_child]
         pub(super) gpus_group: TemplateChild<adw::PreferencesGroup>,
         #[template_child]
@@ -103,6 +114,10 @@ mod imp {
         pub(super) applied: RefCell<Option<String>>,
         /// Progress lines received from the helper for the last Apply or Roll Back.
         pub(super) progress_lines: Cell<usize>,
+        /// The applied trial whose entry is still there, and how it went.
+        pub(super) trial: RefCell<Option<(TransactionRecord, TrialStatus)>>,
+        /// Try once was offered already (it is switched on by default only the first time).
+        pub(super) trial_offered: Cell<bool>,
     }
 
     #[glib::object_subclass]
@@ -115,6 +130,12 @@ mod imp {
             klass.bind_template();
             klass.install_action("boot.apply", None, |page, _, _| {
                 page.start_apply();
+            });
+            klass.install_action("boot.make-permanent", None, |page, _, _| {
+                page.start_make_permanent();
+            });
+            klass.install_action("boot.discard-trial", None, |page, _, _| {
+                page.discard_trial();
             });
         }
 
@@ -133,6 +154,7 @@ mod imp {
                 &*self.msrs_switch,
                 &*self.fb_switch,
                 &*self.acs_switch,
+                &*self.trial_switch,
             ] {
                 switch.connect_active_notify(glib::clone!(
                     #[weak]
@@ -290,6 +312,24 @@ impl PtBootPage {
             args.efifb_off() || args.initcall_blacklist.iter().any(|i| i == "sysfb_init"),
         );
         set_switch(&imp.acs_switch, args.pcie_acs_override.is_some());
+        // Try once where the boot loader can boot an entry once; on by default there.
+        match trial::target(&root, report) {
+            Ok(_) => {
+                imp.trial_row.set_subtitle(&gettext(
+                    "The next start uses the new kernel arguments once, through an extra boot entry. If it fails, restarting again brings back the old ones; after a good start, Passthrough offers to make them permanent.",
+                ));
+                imp.trial_switch.set_sensitive(true);
+                if !imp.trial_offered.replace(true) {
+                    imp.trial_switch.set_active(true);
+                }
+            }
+            Err(reason) => {
+                imp.trial_row
+                    .set_subtitle(&glib::markup_escape_text(&reason));
+                imp.trial_switch.set_active(false);
+                imp.trial_switch.set_sensitive(false);
+            }
+        }
         imp.fb_row.set_subtitle(&gettext(
             "video=efifb:off, or initcall_blacklist=sysfb_init on kernels with simpledrm: the host's console lets go of the card, which the boot GPU needs.",
         ));
@@ -319,6 +359,12 @@ impl PtBootPage {
     /// The verification shown at the top (for tests): `ready` when the IOMMU is on and a
     /// card is held by vfio-pci, `restart` when the boot files await a restart, else `choose`.
     pub fn status_name(&self) -> &'static str {
+        match self.imp().trial.borrow().as_ref().map(|(_, s)| *s) {
+            Some(TrialStatus::Pending) => return "trial-pending",
+            Some(TrialStatus::Worked) => return "trial-worked",
+            Some(TrialStatus::FellBack) => return "trial-failed",
+            None => {}
+        }
         match self.imp().status_tone.get() {
             Some(Tone::Ok) => "ready",
             Some(Tone::Warning) => "restart",
@@ -377,6 +423,14 @@ impl PtBootPage {
         self.imp().progress_lines.get()
     }
 
+    /// Sets the Try Once First switch, where the host can try once.
+    pub fn set_try_once(&self, on: bool) {
+        let switch = &self.imp().trial_switch;
+        if switch.is_sensitive() {
+            switch.set_active(on);
+        }
+    }
+
     /// Unfolds the exact diff of the preview.
     pub fn show_changes(&self) {
         self.imp().diff_expander.set_expanded(true);
@@ -390,6 +444,7 @@ impl PtBootPage {
             ignore_msrs: imp.msrs_switch.is_active() && imp.msrs_switch.is_sensitive(),
             boot_gpu_fix: imp.fb_switch.is_active() && imp.fb_switch.is_sensitive(),
             acs_override: imp.acs_switch.is_active() && imp.acs_switch.is_sensitive(),
+            try_once: imp.trial_switch.is_active() && imp.trial_switch.is_sensitive(),
             bind_by: match imp.bind_row.selected() {
                 1 => BindBy::Ids,
                 2 => BindBy::Address,
@@ -493,7 +548,39 @@ impl PtBootPage {
             .iter()
             .filter(|g| g.driver.as_deref() == Some("vfio-pci"))
             .collect();
-        let (tone, title, description) = if imp.restart_pending.get() || imp.config_differs.get() {
+        let root = HostRoot::new(imp.root.borrow().clone());
+        let records = transaction::list(&root).unwrap_or_default();
+        let current = trial::current(&root, report, &records);
+        let status = current.as_ref().map(|(_, s)| *s);
+        imp.trial.replace(current);
+        imp.trial_actions.set_visible(matches!(
+            status,
+            Some(TrialStatus::Worked | TrialStatus::FellBack)
+        ));
+        imp.permanent_button
+            .set_visible(status == Some(TrialStatus::Worked));
+        let (tone, title, description) = if let Some(status) = status {
+            match status {
+                TrialStatus::Pending => (
+                    Tone::Warning,
+                    gettext("Restart to Try the New Settings"),
+                    gettext_f(
+                        "The next start uses “{entry}” once, with the new kernel arguments. If the computer does not start properly, restart it again: the start after it uses the previous settings.",
+                        &[("entry", trial::TITLE)],
+                    ),
+                ),
+                TrialStatus::Worked => (
+                    Tone::Ok,
+                    gettext("The Trial Start Worked"),
+                    gettext("This start uses the new kernel arguments. Make them permanent to keep them at every start, or remove the trial to go back."),
+                ),
+                TrialStatus::FellBack => (
+                    Tone::Error,
+                    gettext("The Trial Start Did Not Finish"),
+                    gettext("The computer started again with the previous settings, so the trial entry did not reach the desktop or was not chosen. Remove the trial, then look at the Troubleshooting step before trying again."),
+                ),
+            }
+        } else if imp.restart_pending.get() || imp.config_differs.get() {
             (
                 Tone::Warning,
                 gettext("Restart to Finish"),
@@ -548,7 +635,12 @@ impl PtBootPage {
         }
         for record in records {
             let row = adw::ActionRow::new();
-            row.set_title(&glib::markup_escape_text(&record.summary));
+            let title = if record.is_trial() {
+                gettext_f("Trial start: {summary}", &[("summary", &record.summary)])
+            } else {
+                record.summary.clone()
+            };
+            row.set_title(&glib::markup_escape_text(&title));
             let when = glib::DateTime::from_unix_local(record.started as i64)
                 .and_then(|t| t.format("%x %X"))
                 .map(|t| t.to_string())
@@ -641,19 +733,94 @@ impl PtBootPage {
         glib::spawn_future_local(glib::clone!(
             #[weak(rename_to = page)]
             self,
-            async move { page.apply().await }
+            async move { page.apply(page.plan()).await }
         ));
     }
 
-    /// Applies the previewed plan through the helper (polkit asks for authentication). On a
-    /// copy of a host the helper is asked first whether it serves that copy; if not, nothing
-    /// is sent.
-    async fn apply(&self) {
-        // `start_apply` marked the page busy.
+    /// Makes the trial that worked permanent: asks with a summary of what changes, then
+    /// applies the trial's permanent plan (which also removes the trial entry).
+    pub fn start_make_permanent(&self) {
+        let imp = self.imp();
+        let Some(plan) = imp
+            .trial
+            .borrow()
+            .as_ref()
+            .and_then(|(record, _)| record.permanent.clone())
+        else {
+            return;
+        };
+        let Some(scan) = imp.scan.borrow().clone() else {
+            return;
+        };
+        let root = HostRoot::new(imp.root.borrow().clone());
+        let text = match plan_render::render(&root, &scan.report, &plan) {
+            Ok(rendered) => summary(&rendered),
+            Err(e) => e.message(),
+        };
+        if imp.busy.replace(true) {
+            return;
+        }
+        glib::spawn_future_local(glib::clone!(
+            #[weak(rename_to = page)]
+            self,
+            async move {
+                if page.confirm_permanent(&text).await {
+                    page.apply(plan).await;
+                } else {
+                    page.imp().busy.set(false);
+                }
+            }
+        ));
+    }
+
+    async fn confirm_permanent(&self, text: &str) -> bool {
+        // Tests press it without a dialog.
+        if std::env::var_os("PASSTHROUGH_TEST_ACTIONS").is_some() {
+            return true;
+        }
+        let Some(window) = self.window() else {
+            return false;
+        };
+        let dialog = adw::MessageDialog::new(
+            Some(&window),
+            Some(&gettext("Make the New Settings Permanent?")),
+            Some(text),
+        );
+        dialog.add_responses(&[
+            ("cancel", &gettext("_Cancel")),
+            ("apply", &gettext("_Make Permanent")),
+        ]);
+        dialog.set_response_appearance("apply", adw::ResponseAppearance::Suggested);
+        dialog.set_default_response(Some("apply"));
+        dialog.set_close_response("cancel");
+        response(&dialog).await == "apply"
+    }
+
+    /// Rolls the trial back (its entry goes, the one-shot request is cancelled).
+    pub fn discard_trial(&self) {
+        let Some(id) = self
+            .imp()
+            .trial
+            .borrow()
+            .as_ref()
+            .map(|(record, _)| record.id.to_string())
+        else {
+            return;
+        };
+        glib::spawn_future_local(glib::clone!(
+            #[weak(rename_to = page)]
+            self,
+            async move { page.rollback(id).await }
+        ));
+    }
+
+    /// Applies `plan` through the helper (polkit asks for authentication). On a copy of a
+    /// host the helper is asked first whether it serves that copy; if not, nothing is sent.
+    async fn apply(&self, plan: Plan) {
+        // The caller marked the page busy.
         let imp = self.imp();
         imp.apply_outcome.set(ApplyOutcome::None);
         imp.applied.replace(None);
-        let plan = self.plan();
         let Ok(plan_json) = serde_json::to_string(&plan) else {
             imp.busy.set(false);
             return;
