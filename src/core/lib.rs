@@ -23,6 +23,7 @@ pub mod report;
 pub mod root;
 pub mod transaction;
 pub mod trial;
+pub mod vm;
 
 pub use note::{Note, Severity};
 pub use report::{HostReport, ScanOptions};
