@@ -6,6 +6,7 @@
 //! XML is only ever built and edited as a tree and written by a serializer (xmltree), never
 //! by pasting strings, so a name with quotes, `<`, `&` or Chinese characters stays data.
 
+pub mod launcher;
 pub mod spec;
 
 pub use spec::{

@@ -1,0 +1,431 @@
+//! The app-grid launcher and the one-click launch: desktop entries checked by
+//! desktop-file-validate, launchers installed and removed in a temporary XDG_DATA_HOME, the
+//! launch's order of steps on a fixture host whose passed-through card is the boot GPU, and
+//! `passthroughctl launch` against libvirt's test driver with a recording viewer.
+
+mod common;
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{scan, top};
+use passthrough_core::pci::PciAddress;
+use passthrough_core::vm::launcher::{
+    self, desktop_entry, install, installed, launch_with, remove, stale, Domains, FoundVm,
+    LaunchEvent, LaunchHooks, Viewer, VmState,
+};
+
+const UUID: &str = "6f1c2a4e-93b1-4c55-8a0e-2b7d5c9e1f30";
+const OTHER: &str = "0b7e1a55-2f4c-4d1e-9a6b-3c8d7e6f5a40";
+
+/// Names that need escaping or that a careless writer would mangle.
+const NAMES: &[&str] = &[
+    "Windows 11",
+    "win \"gaming\" 'vm'",
+    "<b>bold</b> & co",
+    "  spaces around  ",
+    "two\nlines\r\tand a tab",
+    "back\\slash; semi;colon",
+    "游戏虚拟机 Windows 10",
+    "=equals= [brackets] #hash",
+];
+
+fn validate(path: &Path) -> String {
+    let out = Command::new("desktop-file-validate")
+        .arg(path)
+        .output()
+        .expect("desktop-file-validate is installed (build-aux/deps test)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{}:\n{text}", path.display());
+    text
+}
+
+/// The value of `key` in the entry, unescaped as GLib's key-file reader does.
+fn value(entry: &str, key: &str) -> String {
+    let raw = entry
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key} in\n{entry}"));
+    let mut out = String::new();
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('s') => out.push(' '),
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some('r') => out.push('\r'),
+            Some('\\') => out.push('\\'),
+            other => panic!("bad escape \\{other:?} in {raw}"),
+        }
+    }
+    out
+}
+
+#[test]
+fn generated_entries_validate_and_keep_the_name() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in NAMES {
+        let path = install(dir.path(), name, UUID).unwrap();
+        let text = validate(&path);
+        assert!(
+            !text.contains("error") && !text.contains("warning"),
+            "{name:?}: {text}"
+        );
+        let entry = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(entry, desktop_entry(name, UUID).unwrap());
+        assert_eq!(value(&entry, "Name"), *name, "{entry}");
+        assert_eq!(
+            value(&entry, "Exec"),
+            format!("passthrough --launch-vm {UUID}")
+        );
+        assert_eq!(value(&entry, "X-Passthrough-VM"), UUID);
+        assert!(
+            value(&entry, "Comment").contains(name.trim()),
+            "the comment names the VM: {entry}"
+        );
+    }
+}
+
+#[test]
+fn install_remove_installed_and_stale_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("data");
+    assert!(installed(&home).is_empty(), "no applications directory yet");
+    let a = install(&home, "A", UUID).unwrap();
+    assert_eq!(
+        a,
+        home.join(format!(
+            "applications/io.github.passthrough.Passthrough.vm-{UUID}.desktop"
+        ))
+    );
+    let b = install(&home, "B", &OTHER.to_uppercase()).unwrap();
+    assert!(b.ends_with(format!(
+        "io.github.passthrough.Passthrough.vm-{OTHER}.desktop"
+    )));
+    // Others' files in the same directory are not launchers.
+    std::fs::write(
+        home.join("applications/io.github.passthrough.Passthrough.desktop"),
+        "[Desktop Entry]\n",
+    )
+    .unwrap();
+    std::fs::write(home.join("applications/firefox.desktop"), "").unwrap();
+    assert_eq!(
+        installed(&home),
+        vec![(OTHER.to_owned(), b.clone()), (UUID.to_owned(), a.clone())]
+    );
+    // A second install replaces the first, and leaves no temporary file behind.
+    install(&home, "A renamed", UUID).unwrap();
+    assert!(std::fs::read_to_string(&a)
+        .unwrap()
+        .contains("Name=A renamed\n"));
+    let names: Vec<String> = std::fs::read_dir(home.join("applications"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names.len(), 4, "{names:?}");
+    assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
+
+    assert_eq!(
+        stale(&home, &[UUID.to_owned(), OTHER.to_owned()]),
+        Vec::<PathBuf>::new()
+    );
+    assert_eq!(stale(&home, &[UUID.to_uppercase()]), vec![b.clone()]);
+    assert_eq!(stale(&home, &[]), vec![b.clone(), a.clone()]);
+
+    assert!(remove(&home, OTHER).unwrap());
+    assert!(!remove(&home, OTHER).unwrap(), "already gone");
+    assert!(!b.exists());
+    assert_eq!(installed(&home), vec![(UUID.to_owned(), a.clone())]);
+    assert!(remove(&home, &UUID.to_uppercase()).unwrap());
+    assert!(installed(&home).is_empty());
+}
+
+#[test]
+fn bad_uuids_are_refused_everywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    for bad in [
+        "test",
+        "",
+        "../../../etc/x",
+        "6f1c2a4e-93b1-4c55-8a0e-2b7d5c9e1f30/../x",
+        "6f1c2a4e-93b1-4c55-8a0e-2b7d5c9e1f30; rm -rf ~",
+        "6f1c2a4e-93b1-4c55-8a0e-2b7d5c9e1f3",
+    ] {
+        let e = install(dir.path(), "x", bad).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{bad:?}");
+        assert!(e.to_string().contains("UUID"), "{e}");
+        assert_eq!(
+            remove(dir.path(), bad).unwrap_err().kind(),
+            std::io::ErrorKind::InvalidInput
+        );
+    }
+    assert!(!dir.path().join("applications").exists(), "nothing written");
+}
+
+/// A libvirt stand-in that records what is asked of it.
+struct FakeDomains {
+    vm: Option<FoundVm>,
+    hostdevs: Vec<PciAddress>,
+    start_error: Option<String>,
+    log: RefCell<Vec<String>>,
+}
+
+impl FakeDomains {
+    fn new(state: VmState, hostdevs: &[&str]) -> Self {
+        Self {
+            vm: Some(FoundVm {
+                name: "win10".into(),
+                uuid: UUID.into(),
+                state,
+            }),
+            hostdevs: hostdevs.iter().map(|a| a.parse().unwrap()).collect(),
+            start_error: None,
+            log: RefCell::new(Vec::new()),
+        }
+    }
+}
+
+impl Domains for FakeDomains {
+    fn find_vm(&self, name_or_uuid: &str) -> Result<Option<FoundVm>, String> {
+        self.log.borrow_mut().push(format!("find {name_or_uuid}"));
+        Ok(self
+            .vm
+            .clone()
+            .filter(|vm| vm.name == name_or_uuid || vm.uuid == name_or_uuid))
+    }
+    fn hostdevs(&self, uuid: &str) -> Result<Vec<PciAddress>, String> {
+        self.log.borrow_mut().push(format!("hostdevs {uuid}"));
+        Ok(self.hostdevs.clone())
+    }
+    fn start_vm(&self, uuid: &str) -> Result<(), String> {
+        self.log.borrow_mut().push(format!("start {uuid}"));
+        match &self.start_error {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Runs a launch with recording hooks; returns the result, the events (as one shared log
+/// with the libvirt calls, the resets and the viewer's start, in order).
+fn run(
+    domains: &FakeDomains,
+    fixture_name: &str,
+    target: &str,
+    viewer: &Viewer,
+    reset_result: Result<(), String>,
+) -> (Result<launcher::Launched, String>, Vec<String>) {
+    let report = scan(fixture_name);
+    let log = RefCell::new(Vec::new());
+    let mut reset = |a: &PciAddress| {
+        domains.log.borrow_mut().push(format!("reset {a}"));
+        reset_result.clone()
+    };
+    let mut spawn = |argv: &[String]| {
+        domains
+            .log
+            .borrow_mut()
+            .push(format!("spawn {}", argv.join(" ")));
+        Ok(4242)
+    };
+    let mut event = |e: &LaunchEvent, vm: &str| {
+        domains.log.borrow_mut().push(format!("event {e:?}"));
+        log.borrow_mut().push(format!("{vm}: {}", e.message(vm)));
+    };
+    let result = launch_with(
+        domains,
+        "test:///default",
+        target,
+        &report,
+        viewer,
+        LaunchHooks {
+            reset_gpu: &mut reset,
+            spawn: &mut spawn,
+            event: &mut event,
+        },
+    );
+    let _ = log;
+    let steps = domains.log.borrow().clone();
+    (result, steps)
+}
+
+fn virt_viewer() -> Viewer {
+    Viewer::VirtViewer(PathBuf::from("/usr/bin/virt-viewer"))
+}
+
+#[test]
+fn the_boot_gpu_is_reset_through_the_helper_before_the_start() {
+    // b550-blog: the GTX 1060 at 08:00.0 is the boot VGA (the post's "remove + rescan").
+    let report = scan("b550-blog");
+    let boot = report.pci.get(&"0000:08:00.0".parse().unwrap()).unwrap();
+    assert_eq!(boot.boot_vga, Some(true), "the fixture's boot GPU");
+    let domains = FakeDomains::new(VmState::ShutOff, &["0000:08:00.0", "0000:08:00.1"]);
+    let (result, steps) = run(&domains, "b550-blog", "win10", &virt_viewer(), Ok(()));
+    let launched = result.unwrap();
+    assert_eq!(launched.vm.uuid, UUID);
+    assert_eq!(launched.viewer_pid, Some(4242));
+    assert_eq!(
+        steps,
+        [
+            "event Checking".to_owned(),
+            "find win10".into(),
+            format!("hostdevs {UUID}"),
+            "event ResettingGpu(PciAddress { domain: 0, bus: 8, device: 0, function: 0 })".into(),
+            "reset 0000:08:00.0".into(),
+            "event Starting".into(),
+            format!("start {UUID}"),
+            "event Started".into(),
+            "event OpeningViewer(\"virt-viewer\")".into(),
+            format!(
+                "spawn /usr/bin/virt-viewer --connect test:///default --wait --attach --reconnect --uuid -- {UUID}"
+            ),
+        ]
+    );
+}
+
+#[test]
+fn a_card_that_is_not_the_boot_gpu_is_not_reset() {
+    // The same host's RX card at 04:00.0 has boot_vga=0.
+    let domains = FakeDomains::new(VmState::ShutOff, &["0000:04:00.0"]);
+    let (result, steps) = run(&domains, "b550-blog", UUID, &virt_viewer(), Ok(()));
+    assert!(result.is_ok());
+    assert!(!steps.iter().any(|s| s.contains("reset")), "{steps:?}");
+    assert!(steps.contains(&format!("start {UUID}")));
+}
+
+#[test]
+fn a_failed_reset_stops_before_the_start() {
+    let domains = FakeDomains::new(VmState::ShutOff, &["0000:08:00.0"]);
+    let (result, steps) = run(
+        &domains,
+        "b550-blog",
+        "win10",
+        &virt_viewer(),
+        Err("You are not allowed to manage devices.".into()),
+    );
+    let why = result.unwrap_err();
+    assert!(
+        why.contains("0000:08:00.0") && why.contains("not allowed"),
+        "{why}"
+    );
+    assert!(!steps.iter().any(|s| s.starts_with("start")), "{steps:?}");
+    assert_eq!(steps.last().unwrap(), &format!("event Failed({why:?})"));
+}
+
+#[test]
+fn a_running_vm_only_gets_its_viewer() {
+    let domains = FakeDomains::new(VmState::Running, &["0000:08:00.0"]);
+    let (result, steps) = run(&domains, "b550-blog", "win10", &virt_viewer(), Ok(()));
+    assert!(result.is_ok());
+    assert_eq!(
+        steps[..4],
+        [
+            "event Checking".to_owned(),
+            "find win10".into(),
+            "event AlreadyRunning".into(),
+            "event OpeningViewer(\"virt-viewer\")".into(),
+        ]
+    );
+    assert!(!steps
+        .iter()
+        .any(|s| s.starts_with("reset") || s.starts_with("start")));
+}
+
+#[test]
+fn no_viewer_gives_the_remote_play_hint() {
+    let domains = FakeDomains::new(VmState::ShutOff, &[]);
+    let (result, steps) = run(&domains, "b550-blog", "win10", &Viewer::None, Ok(()));
+    assert_eq!(result.unwrap().viewer_pid, None);
+    let last = steps.last().unwrap();
+    assert!(last.starts_with("event NoViewer("), "{last}");
+    for word in ["Parsec", "HDMI", "RDP", "Steam Link", "unlocked"] {
+        assert!(last.contains(word), "{word} in {last}");
+    }
+}
+
+#[test]
+fn unknown_paused_and_failing_vms_are_sentences() {
+    let domains = FakeDomains::new(VmState::ShutOff, &[]);
+    let (result, steps) = run(&domains, "b550-blog", "nosuchvm", &virt_viewer(), Ok(()));
+    let why = result.unwrap_err();
+    assert!(
+        why.contains("nosuchvm") && why.contains("test:///default"),
+        "{why}"
+    );
+    assert_eq!(steps.len(), 3, "{steps:?}");
+
+    let domains = FakeDomains::new(VmState::Paused, &[]);
+    let why = run(&domains, "b550-blog", "win10", &virt_viewer(), Ok(()))
+        .0
+        .unwrap_err();
+    assert!(
+        why.contains("paused") && why.contains("virsh resume win10"),
+        "{why}"
+    );
+
+    let mut domains = FakeDomains::new(VmState::ShutOff, &[]);
+    domains.start_error = Some("internal error: no PCI passthrough here".into());
+    let why = run(&domains, "b550-blog", "win10", &virt_viewer(), Ok(()))
+        .0
+        .unwrap_err();
+    assert!(
+        why.starts_with("win10 could not be started: internal error"),
+        "{why}"
+    );
+}
+
+#[test]
+fn the_launcher_icon_is_valid_svg_and_renders() {
+    let svg = top().join(format!(
+        "data/icons/hicolor/scalable/apps/{}.svg",
+        launcher::ICON
+    ));
+    let ok = |cmd: &mut Command| {
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{cmd:?}: {out:?}");
+    };
+    ok(Command::new("xmllint").arg("--noout").arg(&svg));
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("icon.png");
+    ok(Command::new("rsvg-convert")
+        .args(["-w", "48", "-h", "48", "-o"])
+        .arg(&png)
+        .arg(&svg));
+    assert_eq!(&std::fs::read(&png).unwrap()[1..4], b"PNG");
+}
+
+#[test]
+fn the_real_virt_viewer_knows_every_option_we_pass() {
+    let help = Command::new("virt-viewer")
+        .arg("--help")
+        .env("LC_ALL", "C")
+        .output()
+        .expect("virt-viewer is installed (build-aux/deps test)");
+    let help = String::from_utf8_lossy(&help.stdout);
+    let argv = launcher::viewer_command(
+        &Viewer::VirtViewer(PathBuf::from("virt-viewer")),
+        "qemu:///system",
+        UUID,
+    )
+    .unwrap();
+    for option in argv.iter().filter(|a| a.starts_with("--") && *a != "--") {
+        assert!(
+            help.lines().any(|l| {
+                l.split_whitespace().any(|w| {
+                    w.trim_end_matches(',') == option || w.starts_with(&format!("{option}="))
+                })
+            }),
+            "virt-viewer --help has no {option}:\n{help}"
+        );
+    }
+    assert!(help.contains("-- ID|UUID|DOMAIN-NAME"), "{help}");
+}
