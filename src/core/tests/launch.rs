@@ -13,7 +13,7 @@ use common::{scan, top};
 use passthrough_core::pci::PciAddress;
 use passthrough_core::vm::launcher::{
     self, desktop_entry, install, installed, launch_with, remove, stale, Domains, FoundVm,
-    LaunchEvent, LaunchHooks, Viewer, VmState,
+    LaunchEvent, LaunchHooks, Viewer, VmDevices, VmState,
 };
 
 const UUID: &str = "6f1c2a4e-93b1-4c55-8a0e-2b7d5c9e1f30";
@@ -175,6 +175,7 @@ fn bad_uuids_are_refused_everywhere() {
 struct FakeDomains {
     vm: Option<FoundVm>,
     hostdevs: Vec<PciAddress>,
+    display: bool,
     start_error: Option<String>,
     log: RefCell<Vec<String>>,
 }
@@ -188,6 +189,7 @@ impl FakeDomains {
                 state,
             }),
             hostdevs: hostdevs.iter().map(|a| a.parse().unwrap()).collect(),
+            display: true,
             start_error: None,
             log: RefCell::new(Vec::new()),
         }
@@ -202,9 +204,12 @@ impl Domains for FakeDomains {
             .clone()
             .filter(|vm| vm.name == name_or_uuid || vm.uuid == name_or_uuid))
     }
-    fn hostdevs(&self, uuid: &str) -> Result<Vec<PciAddress>, String> {
-        self.log.borrow_mut().push(format!("hostdevs {uuid}"));
-        Ok(self.hostdevs.clone())
+    fn devices(&self, uuid: &str) -> Result<VmDevices, String> {
+        self.log.borrow_mut().push(format!("devices {uuid}"));
+        Ok(VmDevices {
+            hostdevs: self.hostdevs.clone(),
+            emulated_display: self.display,
+        })
     }
     fn start_vm(&self, uuid: &str) -> Result<(), String> {
         self.log.borrow_mut().push(format!("start {uuid}"));
@@ -278,7 +283,7 @@ fn the_boot_gpu_is_reset_through_the_helper_before_the_start() {
         [
             "event Checking".to_owned(),
             "find win10".into(),
-            format!("hostdevs {UUID}"),
+            format!("devices {UUID}"),
             "event ResettingGpu(PciAddress { domain: 0, bus: 8, device: 0, function: 0 })".into(),
             "reset 0000:08:00.0".into(),
             "event Starting".into(),
@@ -327,10 +332,11 @@ fn a_running_vm_only_gets_its_viewer() {
     let (result, steps) = run(&domains, "b550-blog", "win10", &virt_viewer(), Ok(()));
     assert!(result.is_ok());
     assert_eq!(
-        steps[..4],
+        steps[..5],
         [
             "event Checking".to_owned(),
             "find win10".into(),
+            format!("devices {UUID}"),
             "event AlreadyRunning".into(),
             "event OpeningViewer(\"virt-viewer\")".into(),
         ]
@@ -350,6 +356,25 @@ fn no_viewer_gives_the_remote_play_hint() {
     for word in ["Parsec", "HDMI", "RDP", "Steam Link", "unlocked"] {
         assert!(last.contains(word), "{word} in {last}");
     }
+}
+
+#[test]
+fn virt_viewer_is_not_opened_on_a_vm_without_an_emulated_display() {
+    let mut domains = FakeDomains::new(VmState::ShutOff, &["0000:04:00.0"]);
+    domains.display = false;
+    let (result, steps) = run(&domains, "b550-blog", "win10", &virt_viewer(), Ok(()));
+    assert_eq!(result.unwrap().viewer_pid, None);
+    assert!(!steps.iter().any(|s| s.starts_with("spawn")), "{steps:?}");
+    let last = steps.last().unwrap();
+    assert!(
+        last.starts_with("event NoViewer(") && last.contains("no emulated display"),
+        "{last}"
+    );
+    // Looking Glass needs none.
+    let lg = Viewer::LookingGlass(PathBuf::from("/usr/bin/looking-glass-client"));
+    let (result, steps) = run(&domains, "b550-blog", "win10", &lg, Ok(()));
+    assert!(result.unwrap().viewer_pid.is_some());
+    assert_eq!(steps.last().unwrap(), "spawn /usr/bin/looking-glass-client");
 }
 
 #[test]

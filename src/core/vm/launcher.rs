@@ -303,6 +303,15 @@ pub fn no_viewer_hint() -> String {
     )
 }
 
+/// What to use when the VM has no emulated display (its graphics card is its only screen), so
+/// virt-viewer has nothing to show.
+pub fn no_display_hint() -> String {
+    gettext_f(
+        "The virtual machine has no emulated display, so virt-viewer has nothing to show: its screen is the monitor connected to its graphics card. To see it on this computer, use Looking Glass, or a remote-play program: Parsec needs a display on the passed-through card (its virtual display, or an HDMI dummy plug); Remote Desktop (RDP) brings its own display adapter, so games see that one instead of the card; Steam Link stops at Windows' secure-desktop prompt unless the Windows session stays unlocked.",
+        &[],
+    )
+}
+
 /// Starts `argv` as a program of its own (its own process group, so a Ctrl-C in the
 /// terminal or the end of this process does not end it) and does not wait for it. Extra
 /// variables in `env` are passed on (the desktop's startup-notification ID). Returns its
@@ -340,12 +349,21 @@ pub struct FoundVm {
     pub state: VmState,
 }
 
+/// The devices of a VM that a launch cares about.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VmDevices {
+    /// The PCI devices it passes through (its `<hostdev>`s).
+    pub hostdevs: Vec<PciAddress>,
+    /// Whether it has an emulated display (SPICE or VNC) that virt-viewer can show.
+    pub emulated_display: bool,
+}
+
 /// What a launch needs from libvirt. Errors are sentences for people, already translated.
 pub trait Domains {
     /// The VM whose name or UUID is `name_or_uuid`, or `None` when there is none.
     fn find_vm(&self, name_or_uuid: &str) -> Result<Option<FoundVm>, String>;
-    /// The PCI devices the VM's definition passes through (its `<hostdev>`s).
-    fn hostdevs(&self, uuid: &str) -> Result<Vec<PciAddress>, String>;
+    /// What the VM's definition holds that a launch cares about.
+    fn devices(&self, uuid: &str) -> Result<VmDevices, String>;
     /// Starts the VM.
     fn start_vm(&self, uuid: &str) -> Result<(), String>;
 }
@@ -459,35 +477,40 @@ pub fn launch_with(
             )
         })?;
         name = vm.name.clone();
-        match vm.state {
-            VmState::Running => event(&LaunchEvent::AlreadyRunning, &name),
-            VmState::Paused => {
-                return Err(gettext_f(
-                    "{vm} is paused. Resume it (in Virtual Machine Manager, or with “virsh resume {vm}”), then launch it again.",
-                    &[("vm", &name)],
-                ))
-            }
-            VmState::ShutOff | VmState::Other => {
-                for address in boot_vga_hostdevs(report, &domains.hostdevs(&vm.uuid)?) {
-                    event(&LaunchEvent::ResettingGpu(address), &name);
-                    reset_gpu(&address).map_err(|why| {
-                        gettext_f(
-                            "{vm} was not started: the graphics card {address} could not be reset. {reason}",
-                            &[("vm", &name), ("address", &address.to_string()), ("reason", &why)],
-                        )
-                    })?;
-                }
-                event(&LaunchEvent::Starting, &name);
-                domains.start_vm(&vm.uuid).map_err(|why| {
+        if vm.state == VmState::Paused {
+            return Err(gettext_f(
+                "{vm} is paused. Resume it (in Virtual Machine Manager, or with “virsh resume {vm}”), then launch it again.",
+                &[("vm", &name)],
+            ));
+        }
+        let devices = domains.devices(&vm.uuid)?;
+        if vm.state == VmState::Running {
+            event(&LaunchEvent::AlreadyRunning, &name);
+        } else {
+            for address in boot_vga_hostdevs(report, &devices.hostdevs) {
+                event(&LaunchEvent::ResettingGpu(address), &name);
+                reset_gpu(&address).map_err(|why| {
                     gettext_f(
-                        "{vm} could not be started: {reason}",
-                        &[("vm", &name), ("reason", &why)],
+                        "{vm} was not started: the graphics card {address} could not be reset. {reason}",
+                        &[("vm", &name), ("address", &address.to_string()), ("reason", &why)],
                     )
                 })?;
-                event(&LaunchEvent::Started, &name);
             }
+            event(&LaunchEvent::Starting, &name);
+            domains.start_vm(&vm.uuid).map_err(|why| {
+                gettext_f(
+                    "{vm} could not be started: {reason}",
+                    &[("vm", &name), ("reason", &why)],
+                )
+            })?;
+            event(&LaunchEvent::Started, &name);
         }
-        let viewer_pid = match viewer_command(viewer, uri, &vm.uuid) {
+        let command = match viewer {
+            // virt-viewer shows the emulated display only: without one it has nothing to show.
+            Viewer::VirtViewer(_) if !devices.emulated_display => None,
+            _ => viewer_command(viewer, uri, &vm.uuid),
+        };
+        let viewer_pid = match command {
             Some(argv) => {
                 let program = viewer.program().unwrap_or_else(|| argv[0].clone());
                 event(&LaunchEvent::OpeningViewer(program.clone()), &name);
@@ -499,6 +522,10 @@ pub fn launch_with(
                     )
                     })?;
                 Some(pid)
+            }
+            None if matches!(viewer, Viewer::VirtViewer(_)) => {
+                event(&LaunchEvent::NoViewer(no_display_hint()), &name);
+                None
             }
             None => {
                 event(&LaunchEvent::NoViewer(no_viewer_hint()), &name);
