@@ -7,6 +7,7 @@
 //! by pasting strings, so a name with quotes, `<`, `&` or Chinese characters stays data.
 
 pub mod launcher;
+pub mod libvirt;
 pub mod spec;
 
 pub use spec::{

@@ -1,0 +1,350 @@
+//! `vm::libvirt` against libvirt's test driver (`test:///default`): no daemon, all in this
+//! process. Its state is shared by every connection of the process, so each test works on
+//! domains and volumes of its own names and only reads the driver's built-in `test` domain.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use passthrough_core::vm::libvirt::{DomainInfo, DomainState, Libvirt, MAX_VOLUME_GIB};
+
+const URI: &str = "test:///default";
+/// The UUID of the test driver's built-in `test` domain.
+const TEST_UUID: &str = "6695eb01-f6a4-8304-79aa-97f2502e193f";
+const UNKNOWN_UUID: &str = "00000000-1111-2222-3333-444444444444";
+
+fn open() -> Libvirt {
+    Libvirt::open(URI).unwrap_or_else(|e| panic!("{}", e.message()))
+}
+
+/// A name no other test (nor another run in this process) uses.
+fn unique(prefix: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A Windows 11 style q35 domain: UEFI with Secure Boot, TPM, Hyper-V enlightenments with a
+/// vendor ID, KVM hidden, QXL + SPICE, a qcow2 system disk and a NAT network.
+fn windows_xml(name: &str) -> String {
+    // The name is ours (letters, digits and dashes): nothing to escape.
+    format!(
+        r#"<domain type='kvm'>
+  <name>{name}</name>
+  <memory unit='MiB'>8192</memory>
+  <vcpu placement='static'>4</vcpu>
+  <os firmware='efi'>
+    <type arch='x86_64' machine='q35'>hvm</type>
+    <loader secure='yes'/>
+    <boot dev='hd'/>
+  </os>
+  <features>
+    <acpi/>
+    <apic/>
+    <hyperv mode='custom'>
+      <relaxed state='on'/>
+      <vapic state='on'/>
+      <spinlocks state='on' retries='8191'/>
+      <vendor_id state='on' value='1234567890ab'/>
+    </hyperv>
+    <kvm><hidden state='on'/></kvm>
+    <smm state='on'/>
+  </features>
+  <cpu mode='host-passthrough' check='none'>
+    <topology sockets='1' dies='1' cores='4' threads='1'/>
+  </cpu>
+  <clock offset='localtime'>
+    <timer name='hypervclock' present='yes'/>
+  </clock>
+  <devices>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source file='/default-pool/{name}.qcow2'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <interface type='network'>
+      <source network='default'/>
+      <model type='virtio'/>
+    </interface>
+    <tpm model='tpm-crb'>
+      <backend type='emulator' version='2.0'/>
+    </tpm>
+    <graphics type='spice' autoport='yes'/>
+    <video><model type='qxl'/></video>
+    <input type='tablet' bus='usb'/>
+  </devices>
+</domain>
+"#
+    )
+}
+
+fn state_of(lv: &Libvirt, uuid: &str) -> DomainState {
+    lv.find(uuid)
+        .unwrap()
+        .unwrap_or_else(|| panic!("{uuid} is gone"))
+        .state
+}
+
+#[test]
+fn opens_and_names_its_uri() {
+    let lv = open();
+    assert_eq!(lv.uri(), URI);
+    assert!(format!("{lv:?}").contains(URI));
+}
+
+#[test]
+fn lists_the_built_in_domain_sorted() {
+    let lv = open();
+    let domains = lv.domains().unwrap();
+    let test = domains
+        .iter()
+        .find(|d| d.name == "test")
+        .unwrap_or_else(|| panic!("no built-in test domain in {domains:?}"));
+    assert_eq!(test.uuid, TEST_UUID);
+    assert_eq!(test.state, DomainState::Running);
+    assert!(test.persistent);
+    assert!(!test.autostart);
+    let names: Vec<&str> = domains.iter().map(|d| d.name.as_str()).collect();
+    let mut sorted = names.clone();
+    sorted.sort_unstable();
+    assert_eq!(names, sorted);
+}
+
+#[test]
+fn finds_by_name_and_by_uuid() {
+    let lv = open();
+    let by_name = lv.find("test").unwrap().expect("test by name");
+    let by_uuid = lv.find(TEST_UUID).unwrap().expect("test by UUID");
+    assert_eq!(by_name, by_uuid);
+    // libvirt's UUIDs also parse without hyphens and in capitals.
+    let plain = TEST_UUID.replace('-', "").to_uppercase();
+    assert_eq!(lv.find(&plain).unwrap().as_ref(), Some(&by_name));
+    for missing in ["no-such-vm", UNKNOWN_UUID, "", "测试"] {
+        assert_eq!(lv.find(missing).unwrap(), None, "{missing:?}");
+    }
+}
+
+#[test]
+fn a_windows_vm_lives_and_dies() {
+    let lv = open();
+    let name = unique("pt-win11");
+    let defined: DomainInfo = lv
+        .define(&windows_xml(&name))
+        .unwrap_or_else(|e| panic!("{}", e.message()));
+    assert_eq!(defined.name, name);
+    assert_eq!(defined.state, DomainState::ShutOff);
+    assert!(defined.persistent);
+    let uuid = defined.uuid.clone();
+    assert_eq!(lv.find(&name).unwrap().as_ref(), Some(&defined));
+    assert_eq!(lv.find(&uuid).unwrap().as_ref(), Some(&defined));
+    assert!(lv.domains().unwrap().contains(&defined));
+
+    // Its persistent XML is the one defined (with libvirt's additions).
+    let xml = lv.xml(&uuid).unwrap();
+    for part in [
+        format!("<name>{name}</name>"),
+        format!("<uuid>{uuid}</uuid>"),
+        "machine='q35'".to_owned(),
+        "value='1234567890ab'".to_owned(),
+        "tpm-crb".to_owned(),
+        "type='qxl'".to_owned(),
+    ] {
+        assert!(xml.contains(&part), "{part} not in\n{xml}");
+    }
+
+    lv.start(&uuid).unwrap();
+    assert_eq!(state_of(&lv, &uuid), DomainState::Running);
+    let error = lv.start(&uuid).unwrap_err();
+    assert!(error.message().contains(&name), "{}", error.message());
+    assert!(error.libvirt_message().is_some_and(|m| !m.is_empty()));
+
+    // The test driver's guest obeys the power button at once.
+    lv.shutdown(&uuid).unwrap();
+    assert_eq!(state_of(&lv, &uuid), DomainState::ShutOff);
+    let error = lv.shutdown(&uuid).unwrap_err();
+    assert!(
+        error.message().contains("Cannot shut down") && error.message().contains(&name),
+        "{}",
+        error.message()
+    );
+
+    lv.start(&uuid).unwrap();
+    lv.force_off(&uuid).unwrap();
+    assert_eq!(state_of(&lv, &uuid), DomainState::ShutOff);
+    let error = lv.force_off(&uuid).unwrap_err();
+    assert!(error.message().contains(&name), "{}", error.message());
+
+    // Defining the same XML again updates it in place.
+    let again = lv.define(&xml).unwrap();
+    assert_eq!(again.uuid, uuid);
+
+    lv.undefine(&uuid).unwrap();
+    assert_eq!(lv.find(&uuid).unwrap(), None);
+    assert_eq!(lv.find(&name).unwrap(), None);
+    assert!(!lv.domains().unwrap().iter().any(|d| d.uuid == uuid));
+    // Gone means not found, with a sentence that names the UUID and the connection.
+    let error = lv.start(&uuid).unwrap_err();
+    assert!(error.is_not_found());
+    assert!(
+        error.message().contains(&uuid) && error.message().contains(URI),
+        "{}",
+        error.message()
+    );
+}
+
+#[test]
+fn undefining_a_running_vm_leaves_it_transient() {
+    let lv = open();
+    let name = unique("pt-transient");
+    let uuid = lv.define(&windows_xml(&name)).unwrap().uuid;
+    lv.start(&uuid).unwrap();
+    lv.undefine(&uuid).unwrap();
+    let now = lv.find(&uuid).unwrap().expect("still running");
+    assert_eq!(now.state, DomainState::Running);
+    assert!(!now.persistent);
+    assert!(!now.autostart);
+    // Turning it off removes it.
+    lv.force_off(&uuid).unwrap();
+    assert_eq!(lv.find(&uuid).unwrap(), None);
+}
+
+#[test]
+fn unknown_and_malformed_uuids_are_clear_errors() {
+    let lv = open();
+    type Op = fn(&Libvirt, &str) -> Result<(), passthrough_core::vm::libvirt::VirtError>;
+    let ops: [(&str, Op); 5] = [
+        ("start", |lv, u| lv.start(u)),
+        ("shutdown", |lv, u| lv.shutdown(u)),
+        ("force_off", |lv, u| lv.force_off(u)),
+        ("undefine", |lv, u| lv.undefine(u)),
+        ("xml", |lv, u| lv.xml(u).map(drop)),
+    ];
+    for (op, call) in ops {
+        let error = call(&lv, UNKNOWN_UUID).unwrap_err();
+        assert!(error.is_not_found(), "{op}: {error:?}");
+        assert_eq!(
+            error.message(),
+            format!("There is no virtual machine with the UUID {UNKNOWN_UUID} at {URI}."),
+            "{op}"
+        );
+        for bad in ["test", "", "../../etc/passwd", "6695eb01-f6a4-8304-79aa"] {
+            let error = call(&lv, bad).unwrap_err();
+            assert!(!error.is_not_found(), "{op}({bad:?})");
+            assert!(error.libvirt_message().is_none(), "{op}({bad:?})");
+            assert!(
+                error
+                    .message()
+                    .contains("is not the UUID of a virtual machine"),
+                "{op}({bad:?}): {}",
+                error.message()
+            );
+        }
+    }
+    // The built-in domain is untouched by all of that.
+    assert_eq!(state_of(&lv, TEST_UUID), DomainState::Running);
+}
+
+#[test]
+fn bad_domain_xml_is_refused_with_libvirts_reason() {
+    let lv = open();
+    for bad in ["", "<domain", "<network><name>x</name></network>"] {
+        let error = lv.define(bad).unwrap_err();
+        assert!(
+            error
+                .message()
+                .starts_with("Cannot create the virtual machine: "),
+            "{}",
+            error.message()
+        );
+        let reason = error.libvirt_message().unwrap_or_default();
+        assert!(!reason.is_empty(), "{bad:?}");
+        assert!(error.message().ends_with(reason), "{}", error.message());
+    }
+}
+
+#[test]
+fn networks_have_their_bridge_and_forward_mode() {
+    let lv = open();
+    let networks = lv.networks().unwrap();
+    let default = networks
+        .iter()
+        .find(|n| n.name == "default")
+        .unwrap_or_else(|| panic!("no default network in {networks:?}"));
+    assert!(default.active);
+    assert_eq!(default.bridge.as_deref(), Some("virbr0"));
+    assert_eq!(default.forward.as_deref(), Some("nat"));
+}
+
+#[test]
+fn volumes_are_made_in_pools() {
+    let lv = open();
+    let pools = lv.pools().unwrap();
+    assert!(pools.iter().any(|p| p == "default-pool"), "{pools:?}");
+    let mut sorted = pools.clone();
+    sorted.sort();
+    assert_eq!(pools, sorted);
+
+    let name = format!("{}.qcow2", unique("pt-disk"));
+    let path = lv.create_volume("default-pool", &name, 64).unwrap();
+    assert_eq!(path, format!("/default-pool/{name}"));
+    // The same name again: libvirt's refusal, with the disk and pool named.
+    let error = lv.create_volume("default-pool", &name, 64).unwrap_err();
+    assert!(
+        error.message().contains(&name) && error.message().contains("default-pool"),
+        "{}",
+        error.message()
+    );
+    assert!(error.libvirt_message().is_some_and(|m| !m.is_empty()));
+
+    // Names are data: quotes, markup and Chinese reach libvirt as they are.
+    let odd = format!("{}-'\"<&>-游戏.qcow2", unique("pt-odd"));
+    let path = lv.create_volume("default-pool", &odd, 1).unwrap();
+    assert_eq!(path, format!("/default-pool/{odd}"));
+
+    let error = lv.create_volume("no-such-pool", "x.qcow2", 1).unwrap_err();
+    assert!(error.is_not_found());
+    assert!(
+        error.message().contains("no-such-pool"),
+        "{}",
+        error.message()
+    );
+    for bad in ["", ".hidden", "../x.qcow2", "a/b", "a\nb"] {
+        let error = lv.create_volume("default-pool", bad, 1).unwrap_err();
+        assert!(
+            error.message().contains("cannot be the name of a disk"),
+            "{bad:?}: {}",
+            error.message()
+        );
+    }
+    for size in [0, MAX_VOLUME_GIB + 1, u64::MAX] {
+        let error = lv
+            .create_volume("default-pool", "big.qcow2", size)
+            .unwrap_err();
+        assert!(
+            error.message().contains(&size.to_string()),
+            "{}",
+            error.message()
+        );
+    }
+}
+
+#[test]
+fn a_bad_uri_says_where_it_tried() {
+    let error = Libvirt::open("test:///no/such/config.xml").unwrap_err();
+    assert!(error.is_connect());
+    assert!(
+        error
+            .message()
+            .starts_with("Cannot connect to libvirt at test:///no/such/config.xml: "),
+        "{}",
+        error.message()
+    );
+    assert!(error.libvirt_message().is_some_and(|m| !m.is_empty()));
+    let error = Libvirt::open("nosuchdriver:///system").unwrap_err();
+    assert!(
+        error.message().contains("nosuchdriver:///system"),
+        "{}",
+        error.message()
+    );
+}
