@@ -14,3 +14,7 @@ pub use spec::{
     Code43, Display, GpuAssignment, NetworkChoice, SpecError, Storage, VmSpec, WindowsVersion,
     MAX_NAME_LEN, MAX_VENDOR_ID_LEN,
 };
+pub mod code43;
+pub mod features;
+mod tree;
+pub mod xml;

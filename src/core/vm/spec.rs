@@ -133,6 +133,8 @@ pub enum SpecError {
     Path(String),
     Gpu(String),
     Network(String),
+    /// A domain XML that cannot be read or written (malformed, not a domain, …).
+    Xml(String),
 }
 
 impl SpecError {
@@ -144,7 +146,8 @@ impl SpecError {
             | Self::Cpus(m)
             | Self::Path(m)
             | Self::Gpu(m)
-            | Self::Network(m) => m,
+            | Self::Network(m)
+            | Self::Xml(m) => m,
         }
     }
 }
