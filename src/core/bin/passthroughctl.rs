@@ -8,31 +8,52 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use passthrough_core::checks::{self, Status};
+use passthrough_core::gpu::Verdict;
 use passthrough_core::i18n::gettext_f;
+use passthrough_core::pci::PciAddress;
 use passthrough_core::plan::{BindBy, Plan};
+use passthrough_core::vm::{code43, xml as vm_xml};
+use passthrough_core::vm::{GpuAssignment, NetworkChoice, Storage, VmSpec, WindowsVersion};
 use passthrough_core::{markdown, plan_render, HostReport, HostRoot, ScanOptions};
 use serde_json::json;
 
-const COMMANDS: &[&str] = &["report", "check", "groups", "gpus", "plan"];
+const COMMANDS: &[&str] = &["report", "check", "groups", "gpus", "plan", "vm-xml"];
 
 struct Args {
     root: PathBuf,
     json: bool,
     user: Option<String>,
     command: String,
-    /// The options of `plan`.
+    /// The options of `plan` (and `--gpu` of `vm-xml`).
     plan: Plan,
+    /// The options of `vm-xml`.
+    vm: VmArgs,
+}
+
+/// `vm-xml`'s choices as given; [`vm_spec`] makes a [`VmSpec`] of them.
+#[derive(Default)]
+struct VmArgs {
+    name: Option<String>,
+    windows: WindowsVersion,
+    memory_mib: Option<u64>,
+    vcpus: Option<u32>,
+    iso: Option<String>,
+    virtio_iso: Option<String>,
+    disk: Option<String>,
+    disk_size_gib: Option<u64>,
+    network: Option<NetworkChoice>,
+    no_kvm: bool,
 }
 
 fn usage() -> String {
     gettext_f(
-        "Usage: passthroughctl [--root DIR] [--json] [--user NAME] COMMAND\n\nCommands:\n  report   the whole host as Markdown, ready for a forum post\n  check    the system check; exits 1 when something needed is missing\n  groups   IOMMU groups and their devices\n  gpus     graphics cards with their passthrough verdicts\n  plan     the file changes and commands of a boot configuration, as a diff (changes nothing)\n\nOptions:\n  --root DIR    read the host from DIR instead of /\n  --json        print JSON\n  --user NAME   check NAME's libvirt group membership\n  -h, --help    show this help\n  -V, --version show the version\n\nOptions of plan:\n  --iommu            turn the IOMMU on (intel_iommu=on on Intel)\n  --gpu ADDR         reserve the GPU at ADDR and its other functions for vfio-pci\n  --release ADDR     remove the reservation of the GPU at ADDR\n  --iommu-pt         add iommu=pt\n  --acs-override     add pcie_acs_override=downstream,multifunction\n  --ignore-msrs      add kvm.ignore_msrs=1 kvm.report_ignored_msrs=0\n  --boot-gpu-fix     keep the firmware framebuffer off the boot GPU\n  --try-once         boot the new kernel arguments once (grub-reboot, bootctl set-oneshot)\n  --by ids|address   how to reserve (default: by IDs unless another device has the same IDs)",
+        "Usage: passthroughctl [--root DIR] [--json] [--user NAME] COMMAND\n\nCommands:\n  report   the whole host as Markdown, ready for a forum post\n  check    the system check; exits 1 when something needed is missing\n  groups   IOMMU groups and their devices\n  gpus     graphics cards with their passthrough verdicts\n  plan     the file changes and commands of a boot configuration, as a diff (changes nothing)\n  vm-xml   the libvirt domain XML of a Windows gaming VM (defines nothing)\n\nOptions:\n  --root DIR    read the host from DIR instead of /\n  --json        print JSON\n  --user NAME   check NAME's libvirt group membership\n  -h, --help    show this help\n  -V, --version show the version\n\nOptions of plan:\n  --iommu            turn the IOMMU on (intel_iommu=on on Intel)\n  --gpu ADDR         reserve the GPU at ADDR and its other functions for vfio-pci\n  --release ADDR     remove the reservation of the GPU at ADDR\n  --iommu-pt         add iommu=pt\n  --acs-override     add pcie_acs_override=downstream,multifunction\n  --ignore-msrs      add kvm.ignore_msrs=1 kvm.report_ignored_msrs=0\n  --boot-gpu-fix     keep the firmware framebuffer off the boot GPU\n  --try-once         boot the new kernel arguments once (grub-reboot, bootctl set-oneshot)\n  --by ids|address   how to reserve (default: by IDs unless another device has the same IDs)\n\nOptions of vm-xml:\n  --name NAME              the VM's name (required)\n  --gpu ADDR               pass through the GPU at ADDR with its IOMMU group, with its vendor's code 43 settings\n  --windows 10|11          the Windows version (default 11: Secure Boot and a TPM)\n  --memory MIB             memory in MiB (default 8192)\n  --vcpus N                processors (default 4)\n  --iso PATH               the Windows installation ISO\n  --virtio-iso PATH        the virtio-win drivers ISO\n  --disk PATH              an existing disk image or /dev/ disk as the system disk\n  --disk-size GIB          a new disk of GIB GiB in the pool “default” (default 128)\n  --network bridge:BR|network:NAME   the network (default network:default)\n  --no-kvm                 a QEMU-emulated VM (no KVM)",
         &[],
     )
 }
 
 enum Parsed {
-    Run(Args),
+    Run(Box<Args>),
     Exit(ExitCode),
 }
 
@@ -43,6 +64,9 @@ fn parse(argv: Vec<String>) -> Result<Parsed, String> {
     let mut command = None;
     let mut plan = Plan::default();
     let mut plan_option = None;
+    let mut gpu_option = false;
+    let mut vm = VmArgs::default();
+    let mut vm_option = None;
     let mut it = argv.into_iter();
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -60,9 +84,18 @@ fn parse(argv: Vec<String>) -> Result<Parsed, String> {
             "--root" => root = Some(PathBuf::from(value("--root")?)),
             "--user" => user = Some(value("--user")?),
             "--json" => json = true,
+            "--name" | "--windows" | "--memory" | "--vcpus" | "--iso" | "--virtio-iso"
+            | "--disk" | "--disk-size" | "--network" | "--no-kvm" => {
+                vm_option.get_or_insert_with(|| flag.clone());
+                parse_vm_option(&flag, &mut vm, &mut value)?;
+            }
             "--iommu" | "--iommu-pt" | "--acs-override" | "--ignore-msrs" | "--boot-gpu-fix"
             | "--try-once" | "--gpu" | "--release" | "--by" => {
-                plan_option.get_or_insert_with(|| flag.clone());
+                if flag == "--gpu" {
+                    gpu_option = true;
+                } else {
+                    plan_option.get_or_insert_with(|| flag.clone());
+                }
                 match flag.as_str() {
                     "--iommu" => plan.enable_iommu = true,
                     "--iommu-pt" => plan.iommu_pt = true,
@@ -141,13 +174,153 @@ fn parse(argv: Vec<String>) -> Result<Parsed, String> {
             &[("option", option), ("command", &command)],
         ));
     }
-    Ok(Parsed::Run(Args {
+    if gpu_option && command != "plan" && command != "vm-xml" {
+        return Err(gettext_f(
+            "{option} is an option of plan and vm-xml, not of {command}",
+            &[("option", "--gpu"), ("command", &command)],
+        ));
+    }
+    if let Some(option) = vm_option.as_deref().filter(|_| command != "vm-xml") {
+        return Err(gettext_f(
+            "{option} is an option of vm-xml, not of {command}",
+            &[("option", option), ("command", &command)],
+        ));
+    }
+    if command == "vm-xml" {
+        if vm.name.is_none() {
+            return Err(gettext_f("vm-xml needs --name NAME", &[]));
+        }
+        if plan.reserve.len() > 1 {
+            return Err(gettext_f("vm-xml takes one --gpu", &[]));
+        }
+        if vm.disk.is_some() && vm.disk_size_gib.is_some() {
+            return Err(gettext_f(
+                "vm-xml takes --disk or --disk-size, not both",
+                &[],
+            ));
+        }
+    }
+    Ok(Parsed::Run(Box::new(Args {
         root: root.unwrap_or_else(|| PathBuf::from("/")),
         json,
         user,
         command,
         plan,
-    }))
+        vm,
+    })))
+}
+
+/// One option of `vm-xml` into `vm`; `value` takes the option's value.
+fn parse_vm_option(
+    flag: &str,
+    vm: &mut VmArgs,
+    value: &mut impl FnMut(&str) -> Result<String, String>,
+) -> Result<(), String> {
+    let number = |v: String| -> Result<u64, String> {
+        v.parse::<u64>().map_err(|_| {
+            gettext_f(
+                "{option} needs a whole number, not {value}",
+                &[("option", flag), ("value", &v)],
+            )
+        })
+    };
+    match flag {
+        "--name" => vm.name = Some(value(flag)?),
+        "--windows" => {
+            vm.windows = match value(flag)?.as_str() {
+                "10" => WindowsVersion::Windows10,
+                "11" => WindowsVersion::Windows11,
+                other => {
+                    return Err(gettext_f(
+                        "--windows takes 10 or 11, not {value}",
+                        &[("value", other)],
+                    ))
+                }
+            }
+        }
+        "--memory" => vm.memory_mib = Some(number(value(flag)?)?),
+        "--vcpus" => {
+            let n = number(value(flag)?)?;
+            vm.vcpus = Some(u32::try_from(n).unwrap_or(u32::MAX));
+        }
+        "--iso" => vm.iso = Some(value(flag)?),
+        "--virtio-iso" => vm.virtio_iso = Some(value(flag)?),
+        "--disk" => vm.disk = Some(value(flag)?),
+        "--disk-size" => vm.disk_size_gib = Some(number(value(flag)?)?),
+        "--network" => {
+            let v = value(flag)?;
+            vm.network = Some(match v.split_once(':') {
+                Some(("bridge", name)) => NetworkChoice::Bridge(name.to_owned()),
+                Some(("network", name)) => NetworkChoice::Network(name.to_owned()),
+                _ => {
+                    return Err(gettext_f(
+                        "--network takes bridge:NAME or network:NAME, not {value}",
+                        &[("value", &v)],
+                    ))
+                }
+            });
+        }
+        _ => vm.no_kvm = true,
+    }
+    Ok(())
+}
+
+/// The VM of `vm-xml`'s options; `--gpu` brings the GPU's whole IOMMU group and its
+/// vendor's code 43 settings, and is refused for a shared group or a device that is not a GPU.
+fn vm_spec(report: &HostReport, vm: &VmArgs, gpu: Option<&PciAddress>) -> Result<VmSpec, String> {
+    let defaults = VmSpec::default();
+    let mut spec = VmSpec {
+        name: vm.name.clone().unwrap_or_default(),
+        windows: vm.windows,
+        memory_mib: vm.memory_mib.unwrap_or(defaults.memory_mib),
+        vcpus: vm.vcpus.unwrap_or(defaults.vcpus),
+        install_iso: vm.iso.clone(),
+        virtio_iso: vm.virtio_iso.clone(),
+        storage: match (&vm.disk, vm.disk_size_gib) {
+            (Some(path), _) => Storage::Path { path: path.clone() },
+            (None, size) => Storage::NewVolume {
+                pool: "default".into(),
+                size_gib: size.unwrap_or(128),
+            },
+        },
+        network: vm.network.clone().unwrap_or(defaults.network.clone()),
+        kvm: !vm.no_kvm,
+        ..defaults
+    };
+    if let Some(address) = gpu {
+        let address_text = address.to_string();
+        let Some(g) = report.gpus.iter().find(|g| g.address == *address) else {
+            return Err(gettext_f(
+                "{address} is not a graphics card on this host (see passthroughctl gpus)",
+                &[("address", &address_text)],
+            ));
+        };
+        match g.verdict {
+            Verdict::Isolated => {}
+            Verdict::Shared => {
+                let blockers: Vec<String> = g.blockers.iter().map(|b| b.to_string()).collect();
+                return Err(gettext_f(
+                    "the IOMMU group of {address} also holds {devices}, which would have to go to the VM too; it cannot be passed through alone",
+                    &[("address", &address_text), ("devices", &blockers.join(", "))],
+                ));
+            }
+            Verdict::NoIommu => {
+                return Err(gettext_f(
+                    "the IOMMU is off, so the group of {address} is unknown; turn it on first (passthroughctl plan --iommu)",
+                    &[("address", &address_text)],
+                ));
+            }
+        }
+        let mut addresses = vec![g.address];
+        addresses.extend(g.companions.iter().copied());
+        let hex = |v: Option<u16>| v.map(|v| format!("{v:04x}")).unwrap_or_default();
+        spec.code43 = code43::recommended(&hex(g.vendor_id), &hex(g.device_id));
+        spec.gpu = Some(GpuAssignment {
+            addresses,
+            rom_file: None,
+        });
+    }
+    Ok(spec)
 }
 
 fn main() -> ExitCode {
@@ -199,6 +372,20 @@ fn main() -> ExitCode {
         ("groups", true) => to_json(&groups_json(&report)),
         ("gpus", false) => markdown::gpus(&report),
         ("gpus", true) => to_json(&json!({ "gpus": report.gpus })),
+        ("vm-xml", json) => {
+            let xml = vm_spec(&report, &args.vm, args.plan.reserve.first()).and_then(|spec| {
+                let xml = vm_xml::domain_xml(&spec).map_err(|e| e.message().to_owned())?;
+                Ok((spec, xml))
+            });
+            match xml {
+                Ok((spec, xml)) if json => to_json(&json!({ "spec": spec, "xml": xml })),
+                Ok((_, xml)) => xml,
+                Err(msg) => {
+                    eprintln!("passthroughctl: {}", one_line(&msg));
+                    return ExitCode::from(2);
+                }
+            }
+        }
         ("plan", json) => match plan_render::render(&root, &report, &args.plan) {
             Ok(rendered) if json => {
                 // In the order of the struct: files, commands, kernel_args, notes.
