@@ -410,11 +410,86 @@ fn helper_on_a_private_system_bus_with_polkit() {
     };
     assert!(records.iter().any(|r| r.id.to_string() == interrupted));
 
+    reset_gpu_scenarios(&bus, &conn);
+
     eprintln!(
         "bus at {}, polkitd pid {}, dbus-daemon pid {}",
         bus.address,
         bus.polkitd.pid(),
         bus.daemon.pid()
+    );
+}
+
+/// `ResetGpu` (the boot-GPU fix) on a root of its own, served by a helper of its own: polkit
+/// `manage-devices` first (nobody is refused whatever the address), then the address (a bad
+/// one, a missing device, a non-GPU, the host's own card: InvalidArgument), and nothing
+/// changes until root asks for the reserved card; then both sysfs files hold "1".
+fn reset_gpu_scenarios(bus: &Bus, conn: &zbus::Connection) {
+    const GPU: &str = "0000:08:00.0";
+    let temp = root_copy("b550-blog");
+    let root = temp.path().join("root");
+    let (remove, rescan) = add_pci_reset_files(&root, GPU);
+    let before = snapshot(&root);
+    let _helper = bus.helper(&root, 0);
+    bus.wait_for_name(BUS_NAME, Duration::from_secs(10));
+    let proxy = zbus::block_on(Helper1Proxy::new(conn)).unwrap();
+
+    for address in [GPU, "../../etc", "0000:08:00.1"] {
+        let out = bus.call_helper_as_nobody("ResetGpu", &[&gvariant_str(address)]);
+        let text = out_text(&out);
+        assert!(!out.status.success(), "nobody ResetGpu({address}): {text}");
+        assert!(
+            text.contains("io.github.passthrough.Helper1.Error.NotAuthorized")
+                && text.contains("not allowed"),
+            "nobody ResetGpu({address}): {text}"
+        );
+    }
+    assert!(
+        before == snapshot(&root),
+        "a refused ResetGpu changed the root"
+    );
+
+    for (what, address) in [
+        ("an empty address", ""),
+        ("a path", "../../../../etc/shadow"),
+        ("a path after an address", "0000:08:00.0/../../../rescan"),
+        ("a sysfs path", "/sys/bus/pci/devices/0000:08:00.0"),
+        ("a function out of range", "0000:08:00.8"),
+        ("an unknown device", "0000:42:00.0"),
+        ("a non-GPU (the card's HDMI audio)", "0000:08:00.1"),
+        ("the host's own card (amdgpu)", "0000:04:00.0"),
+    ] {
+        let error = helper_error(zbus::block_on(proxy.reset_gpu(address)));
+        assert!(
+            matches!(error, HelperError::InvalidArgument(_)),
+            "ResetGpu with {what}: {error:?}"
+        );
+    }
+    assert!(
+        before == snapshot(&root),
+        "an invalid ResetGpu changed the root"
+    );
+
+    zbus::block_on(proxy.reset_gpu(GPU))
+        .unwrap_or_else(|e| panic!("ResetGpu: {e}\n{}", bus.helper_log()));
+    assert_eq!(std::fs::read_to_string(&remove).unwrap(), "1");
+    assert_eq!(std::fs::read_to_string(&rescan).unwrap(), "1");
+    let after = snapshot(&root);
+    let changed: Vec<&Path> = after
+        .iter()
+        .filter(|(path, content)| before.get(*path) != Some(content))
+        .map(|(path, _)| path.as_path())
+        .collect();
+    let expected = [
+        Path::new("sys/bus/pci/rescan"),
+        Path::new("sys/devices/pci0000:00/0000:00:03.1/0000:08:00.0/remove"),
+    ];
+    assert_eq!(changed, expected);
+    assert_eq!(after.len(), before.len(), "ResetGpu made or removed files");
+    let log = bus.helper_log();
+    assert!(
+        log.contains("io.github.passthrough.manage-devices") && log.contains("ResetGpu"),
+        "{log}"
     );
 }
 

@@ -11,6 +11,7 @@
 //! | `Apply(plan)` → `transaction` | `s` → `s` | polkit [`ACTION_CONFIGURE_HOST`] |
 //! | `Rollback(transaction)` | `s` → `` | polkit [`ACTION_CONFIGURE_HOST`] |
 //! | `Transactions()` → `list` | `` → `s` | none |
+//! | `ResetGpu(address)`: remove the GPU from the PCI bus, rescan (the boot-GPU fix) | `s` → `` | polkit [`ACTION_MANAGE_DEVICES`] |
 //! | signal `Progress(transaction, step, line)` | `sss` | |
 //! | property `Version` | `s` | |
 //! | property `Root` (the host root it serves, `/` on a real system) | `s` | |
@@ -56,6 +57,11 @@ pub trait Helper1 {
 
     /// JSON list of the journalled transactions, oldest first. No privilege.
     fn transactions(&self) -> zbus::Result<String>;
+
+    /// The boot-GPU fix: removes the graphics card at `address` (`0000:08:00.0`) from the PCI
+    /// bus and rescans the bus, before its VM starts. polkit `manage-devices`; the card must
+    /// be bound to vfio-pci (or no driver), never one the host uses.
+    fn reset_gpu(&self, address: &str) -> zbus::Result<()>;
 
     /// A line of output (or a step starting, with an empty `line`) of a running transaction.
     #[zbus(signal)]

@@ -2,11 +2,13 @@
 //!
 //! It owns `io.github.passthrough.Helper1` on the system bus (D-Bus activated through
 //! systemd), previews plans without privilege and applies them, as transactions, for callers
-//! that polkit authorizes. The contract (names, proxy, errors, DTOs) is in
+//! that polkit authorizes, and resets a reserved graphics card before its VM starts
+//! (`ResetGpu`). The contract (names, proxy, errors, DTOs) is in
 //! [`passthrough_core::dbus`]; this crate never links GTK.
 
 pub mod authority;
 pub mod idle;
+pub mod reset;
 pub mod service;
 pub mod validate;
 

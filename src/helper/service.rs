@@ -8,7 +8,9 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use passthrough_core::dbus::{encode as encode_dto, HelperError, ACTION_CONFIGURE_HOST};
+use passthrough_core::dbus::{
+    encode as encode_dto, HelperError, ACTION_CONFIGURE_HOST, ACTION_MANAGE_DEVICES,
+};
 use passthrough_core::i18n::gettext_f;
 use passthrough_core::plan::Rendered;
 use passthrough_core::plan_render::{render, PlanError};
@@ -20,7 +22,7 @@ use zbus::object_server::SignalEmitter;
 
 use crate::authority::Authority;
 use crate::idle::Idle;
-use crate::validate;
+use crate::{reset, validate};
 
 /// The helper's one object, served at [`OBJECT_PATH`](passthrough_core::dbus::OBJECT_PATH).
 #[derive(Debug)]
@@ -42,15 +44,16 @@ impl Helper {
         }
     }
 
-    /// The frame of every method that changes the host: polkit `configure-host` for the
-    /// caller first; then `job` (which validates, takes the transaction lock and acts) on
-    /// the blocking pool, its progress lines forwarded as `Progress` signals meanwhile; the
+    /// The frame of every method that changes the host: polkit `action` for the caller
+    /// first; then `job` (which validates, takes the transaction lock and acts) on the
+    /// blocking pool, its progress lines forwarded as `Progress` signals meanwhile; the
     /// outcome logged under `method`.
     async fn change_host<T: Send + 'static>(
         &self,
         header: &Header<'_>,
         emitter: &SignalEmitter<'_>,
         method: &str,
+        action: &str,
         job: impl FnOnce(
                 &HostRoot,
                 &Mutex<()>,
@@ -61,7 +64,7 @@ impl Helper {
     ) -> Result<T, HelperError> {
         let busy = self.idle.busy();
         let caller = caller(header);
-        if let Err(e) = self.authority.check(header, ACTION_CONFIGURE_HOST).await {
+        if let Err(e) = self.authority.check(header, action).await {
             log_outcome::<()>(method, &caller, &Err(e.clone()));
             return Err(e);
         }
@@ -143,23 +146,29 @@ impl Helper {
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
         plan: String,
     ) -> Result<String, HelperError> {
-        self.change_host(&header, &emitter, "Apply", move |root, changing, tx| {
-            // Rendered under the lock, so no other transaction changes the files between
-            // rendering and writing.
-            let _lock = lock(changing);
-            let (_, rendered) = prepare(root, &plan)?;
-            if rendered.is_empty() {
-                return Err(HelperError::InvalidArgument(gettext_f(
-                    "The system already matches this plan: there is nothing to apply.",
-                    &[],
-                )));
-            }
-            let runner = HostRunner::new(root.clone());
-            let mut reporter = Reporter::new(None, tx);
-            transaction::apply(root, &rendered, &runner, &mut |p| reporter.report(p))
-                .map(|id| id.to_string())
-                .map_err(apply_error)
-        })
+        self.change_host(
+            &header,
+            &emitter,
+            "Apply",
+            ACTION_CONFIGURE_HOST,
+            move |root, changing, tx| {
+                // Rendered under the lock, so no other transaction changes the files between
+                // rendering and writing.
+                let _lock = lock(changing);
+                let (_, rendered) = prepare(root, &plan)?;
+                if rendered.is_empty() {
+                    return Err(HelperError::InvalidArgument(gettext_f(
+                        "The system already matches this plan: there is nothing to apply.",
+                        &[],
+                    )));
+                }
+                let runner = HostRunner::new(root.clone());
+                let mut reporter = Reporter::new(None, tx);
+                transaction::apply(root, &rendered, &runner, &mut |p| reporter.report(p))
+                    .map(|id| id.to_string())
+                    .map_err(apply_error)
+            },
+        )
         .await
     }
 
@@ -171,15 +180,50 @@ impl Helper {
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
         transaction: String,
     ) -> Result<(), HelperError> {
-        self.change_host(&header, &emitter, "Rollback", move |root, changing, tx| {
-            let id = validate::transaction_id(&transaction)?;
-            let id = TransactionId::parse(id).map_err(apply_error)?;
-            let _lock = lock(changing);
-            let runner = HostRunner::new(root.clone());
-            let mut reporter = Reporter::new(Some(id.to_string()), tx);
-            transaction::rollback(root, &id, &runner, &mut |p| reporter.report(p))
-                .map_err(apply_error)
-        })
+        self.change_host(
+            &header,
+            &emitter,
+            "Rollback",
+            ACTION_CONFIGURE_HOST,
+            move |root, changing, tx| {
+                let id = validate::transaction_id(&transaction)?;
+                let id = TransactionId::parse(id).map_err(apply_error)?;
+                let _lock = lock(changing);
+                let runner = HostRunner::new(root.clone());
+                let mut reporter = Reporter::new(Some(id.to_string()), tx);
+                transaction::rollback(root, &id, &runner, &mut |p| reporter.report(p))
+                    .map_err(apply_error)
+            },
+        )
+        .await
+    }
+
+    /// The boot-GPU fix: removes the graphics card at `address` from the PCI bus and rescans
+    /// the bus, so that a VM can use the card the computer started on. polkit
+    /// `manage-devices`; the address must be a graphics card of this host that no host driver
+    /// uses (vfio-pci or none).
+    async fn reset_gpu(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+        address: String,
+    ) -> Result<(), HelperError> {
+        self.change_host(
+            &header,
+            &emitter,
+            "ResetGpu",
+            ACTION_MANAGE_DEVICES,
+            move |root, changing, _progress| {
+                // Syntax first: a malformed address costs no host scan.
+                validate::address_syntax(&address)?;
+                let report = HostReport::scan(root, &ScanOptions::default());
+                let address = validate::resettable_gpu(&address, &report)?;
+                // Not while a transaction rebuilds the initramfs, nor two resets at once.
+                let _lock = lock(changing);
+                tracing::info!(%address, "resetting the graphics card");
+                reset::reset(root, &address)
+            },
+        )
         .await
     }
 

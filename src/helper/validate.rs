@@ -1,12 +1,14 @@
 //! Argument validation. Every argument a caller sends is checked here before the helper acts
 //! on it: the plan's JSON shape (no unknown fields, so a typo or a newer client's intent is
 //! never silently dropped), each PCI address's format, that each address is a GPU on this
-//! host, and the transaction IDs. No argument names a path; the paths a rendered plan touches
-//! are checked against [`PLAN_WRITABLE`], the same list the systemd unit makes writable.
+//! host (and, for `ResetGpu`, one the host's drivers do not use), and the transaction IDs.
+//! No argument names a path; the paths a rendered plan touches are checked against
+//! [`PLAN_WRITABLE`], the same list the systemd unit makes writable (with
+//! [`DEVICE_WRITABLE`] for `ResetGpu`).
 
 use passthrough_core::dbus::{HelperError, MAX_ARGUMENT_LEN};
 use passthrough_core::i18n::gettext_f;
-use passthrough_core::pci::PciAddress;
+use passthrough_core::pci::{PciAddress, PciDevice};
 use passthrough_core::plan::{Plan, Rendered};
 use passthrough_core::HostReport;
 use serde_json::Value;
@@ -37,6 +39,14 @@ pub const STATE_DIR: &str = "/var/lib/passthrough";
 /// records the checksum of each initramfs it builds there, and `bootctl set-oneshot` (a
 /// trial boot) writes an EFI variable.
 pub const COMMAND_WRITABLE: &[&str] = &["/var/lib/initramfs-tools", "/sys/firmware/efi/efivars"];
+
+/// Written by `ResetGpu` (the boot-GPU fix): `/sys/bus/pci/rescan`, and each device's
+/// `remove`. `/sys/bus/pci/devices/ADDR` is a symlink into `/sys/devices/pci…/…/ADDR`, so
+/// the file written is under `/sys/devices`: `/sys/bus/pci` alone would leave it read-only.
+pub const DEVICE_WRITABLE: &[&str] = &["/sys/bus/pci/rescan", "/sys/devices"];
+
+/// The driver a graphics card reserved for virtual machines is bound to.
+pub const VFIO_DRIVER: &str = "vfio-pci";
 
 /// The most GPUs one plan may reserve or release (a desktop has a handful).
 pub const MAX_DEVICES: usize = 16;
@@ -107,15 +117,17 @@ fn known_fields() -> Vec<String> {
 }
 
 fn pci_address(item: &Value) -> Result<PciAddress, HelperError> {
-    let text = match item {
-        Value::String(s) => s.as_str(),
-        other => {
-            return Err(invalid(gettext_f(
-                "{value} is not a PCI address (expected DDDD:BB:DD.F).",
-                &[("value", &other.to_string())],
-            )))
-        }
-    };
+    match item {
+        Value::String(s) => address_syntax(s),
+        other => Err(invalid(gettext_f(
+            "{value} is not a PCI address (expected DDDD:BB:DD.F).",
+            &[("value", &other.to_string())],
+        ))),
+    }
+}
+
+/// A PCI address in sysfs form (`0000:08:00.0`), and nothing else: no path, no pattern.
+pub fn address_syntax(text: &str) -> Result<PciAddress, HelperError> {
     text.parse().map_err(|_| {
         invalid(gettext_f(
             "“{value}” is not a PCI address (expected DDDD:BB:DD.F).",
@@ -124,28 +136,52 @@ fn pci_address(item: &Value) -> Result<PciAddress, HelperError> {
     })
 }
 
+/// `address` is a graphics card on this host; returns its device.
+fn gpu_device<'a>(
+    address: &PciAddress,
+    report: &'a HostReport,
+) -> Result<&'a PciDevice, HelperError> {
+    let Some(device) = report.pci.devices.iter().find(|d| d.address == *address) else {
+        return Err(invalid(gettext_f(
+            "There is no PCI device {address} on this computer.",
+            &[("address", &address.to_string())],
+        )));
+    };
+    if !device.is_gpu() || !report.gpus.iter().any(|g| g.address == *address) {
+        let class = device
+            .class_name
+            .clone()
+            .or_else(|| device.class.map(|c| format!("{:04x}", c >> 8)))
+            .unwrap_or_else(|| "?".to_owned());
+        return Err(invalid(gettext_f(
+            "{address} is not a graphics card ({class}).",
+            &[("address", &address.to_string()), ("class", &class)],
+        )));
+    }
+    Ok(device)
+}
+
 /// Every address the plan names is a graphics card on this host.
 pub fn plan_devices(plan: &Plan, report: &HostReport) -> Result<(), HelperError> {
     for address in plan.reserve.iter().chain(&plan.release) {
-        let Some(device) = report.pci.devices.iter().find(|d| d.address == *address) else {
-            return Err(invalid(gettext_f(
-                "There is no PCI device {address} on this computer.",
-                &[("address", &address.to_string())],
-            )));
-        };
-        if !device.is_gpu() || !report.gpus.iter().any(|g| g.address == *address) {
-            let class = device
-                .class_name
-                .clone()
-                .or_else(|| device.class.map(|c| format!("{:04x}", c >> 8)))
-                .unwrap_or_else(|| "?".to_owned());
-            return Err(invalid(gettext_f(
-                "{address} is not a graphics card ({class}).",
-                &[("address", &address.to_string()), ("class", &class)],
-            )));
-        }
+        gpu_device(address, report)?;
     }
     Ok(())
+}
+
+/// The argument of `ResetGpu`: a PCI address of a graphics card on this host that no driver
+/// of the host uses (bound to vfio-pci, or to nothing). Removing a card that drives the
+/// host's screen would take the desktop away.
+pub fn resettable_gpu(text: &str, report: &HostReport) -> Result<PciAddress, HelperError> {
+    let address = address_syntax(text)?;
+    let device = gpu_device(&address, report)?;
+    match device.driver.as_deref() {
+        None | Some(VFIO_DRIVER) => Ok(address),
+        Some(driver) => Err(invalid(gettext_f(
+            "{address} is in use by the driver {driver} of this computer: only a graphics card reserved for virtual machines (vfio-pci) is reset.",
+            &[("address", &address.to_string()), ("driver", driver)],
+        ))),
+    }
 }
 
 /// Parses and checks a plan against this host.
@@ -297,6 +333,37 @@ mod tests {
     }
 
     #[test]
+    fn only_a_reserved_gpu_is_resettable() {
+        let report = fixture("b550-blog");
+        assert_eq!(
+            resettable_gpu("0000:08:00.0", &report).unwrap().to_string(),
+            "0000:08:00.0"
+        );
+        let text = is_invalid(resettable_gpu("0000:08:00.1", &report));
+        assert!(text.contains("not a graphics card"), "{text}");
+        let text = is_invalid(resettable_gpu("0000:42:00.0", &report));
+        assert!(text.contains("no PCI device"), "{text}");
+        // The host's own card (amdgpu drives the desktop) is never removed.
+        let text = is_invalid(resettable_gpu("0000:04:00.0", &report));
+        assert!(text.contains("amdgpu"), "{text}");
+        for bad in [
+            "",
+            "08:00.0 ",
+            "../../../../etc",
+            "0000:08:00.0/../../x",
+            "/sys/bus/pci/devices/0000:08:00.0",
+            "0000:08:00.*",
+            &"0".repeat(MAX_ARGUMENT_LEN + 1),
+        ] {
+            let text = is_invalid(resettable_gpu(bad, &report));
+            assert!(
+                text.contains("PCI address") && text.len() < 200,
+                "{bad:?}: {text}"
+            );
+        }
+    }
+
+    #[test]
     fn transaction_ids() {
         transaction_id("20240101-120000-ab12").unwrap();
         transaction_id(&"a".repeat(64)).unwrap();
@@ -320,6 +387,7 @@ mod tests {
         let mut here: Vec<&str> = PLAN_WRITABLE
             .iter()
             .chain(COMMAND_WRITABLE)
+            .chain(DEVICE_WRITABLE)
             .copied()
             .chain([STATE_DIR])
             .collect();

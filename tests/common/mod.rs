@@ -419,6 +419,20 @@ pub fn root_copy(fixture: &str) -> tempfile::TempDir {
     dir
 }
 
+/// The sysfs files the helper's `ResetGpu` writes, empty, as a real /sys has them: the
+/// device's `remove` (in its directory under sys/devices, which sys/bus/pci/devices/ADDR links
+/// to) and sys/bus/pci/rescan. Fixture roots hold neither. Returns both paths.
+pub fn add_pci_reset_files(root: &Path, address: &str) -> (PathBuf, PathBuf) {
+    let remove = root
+        .join("sys/bus/pci/devices")
+        .join(address)
+        .join("remove");
+    let rescan = root.join("sys/bus/pci/rescan");
+    std::fs::write(&remove, "").unwrap();
+    std::fs::write(&rescan, "").unwrap();
+    (remove, rescan)
+}
+
 pub const RECORDER: &str = r#"#!/bin/sh
 mkdir -p "$PASSTHROUGH_ROOT/var/log"
 echo "$(basename "$0") $*" >> "$PASSTHROUGH_ROOT/var/log/recorded-commands"
