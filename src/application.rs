@@ -31,6 +31,10 @@ mod imp {
         pub(super) start_page: RefCell<Option<String>>,
         /// The app's settings, when its schema is installed.
         pub(super) settings: OnceCell<Option<gio::Settings>>,
+        /// `--launch-vm UUID`: launch this VM instead of showing the window.
+        pub(super) launch_target: RefCell<Option<String>>,
+        /// The exit code of a `--launch-vm` run, once it is over.
+        pub(super) launch_exit_code: Cell<Option<u8>>,
     }
 
     #[glib::object_subclass]
@@ -61,6 +65,14 @@ mod imp {
                 glib::OptionArg::String,
                 &gettext_f("Start on a step: {names}", &[("names", &page_names())]),
                 Some(&gettext("NAME")),
+            );
+            obj.add_main_option(
+                "launch-vm",
+                glib::Char::from(0),
+                glib::OptionFlags::NONE,
+                glib::OptionArg::String,
+                &gettext("Start the virtual machine UUID with its graphics card and open its screen, without the main window"),
+                Some(&gettext("UUID")),
             );
             obj.add_main_option(
                 "version",
@@ -107,6 +119,18 @@ mod imp {
                 }
                 self.start_page.replace(Some(page));
             }
+            if let Ok(Some(target)) = options.lookup::<String>("launch-vm") {
+                if target.trim().is_empty() {
+                    eprintln!(
+                        "{}",
+                        gettext(
+                            "passthrough: --launch-vm needs the UUID or name of a virtual machine"
+                        )
+                    );
+                    return ControlFlow::Break(glib::ExitCode::from(2));
+                }
+                self.launch_target.replace(Some(target));
+            }
             self.parent_handle_local_options(options)
         }
 
@@ -126,6 +150,10 @@ mod imp {
         fn activate(&self) {
             self.parent_activate();
             let obj = self.obj();
+            if let Some(target) = self.launch_target.take() {
+                crate::launch::start(&obj, target);
+                return;
+            }
             if let Some(window) = obj.active_window() {
                 window.present();
                 return;
@@ -178,6 +206,15 @@ impl PtApplication {
             .borrow()
             .clone()
             .unwrap_or_else(|| PathBuf::from("/"))
+    }
+
+    /// The exit code of a `--launch-vm` run, once it is over.
+    pub fn launch_exit_code(&self) -> Option<u8> {
+        self.imp().launch_exit_code.get()
+    }
+
+    pub(crate) fn set_launch_exit_code(&self, code: u8) {
+        self.imp().launch_exit_code.set(Some(code));
     }
 
     /// The app's settings, or `None` when the schema is not installed (then everything keeps

@@ -3,8 +3,10 @@
 mod application;
 mod config;
 mod helper_client;
+mod launch;
 mod pages;
 pub mod timing;
+mod vm_service;
 mod widgets;
 mod window;
 
@@ -44,7 +46,12 @@ pub fn run() -> glib::ExitCode {
         return glib::ExitCode::FAILURE;
     }
 
-    PtApplication::new().run()
+    let app = PtApplication::new();
+    let code = app.run();
+    match app.launch_exit_code() {
+        Some(launch) if code == glib::ExitCode::SUCCESS => glib::ExitCode::from(launch),
+        _ => code,
+    }
 }
 
 /// Milliseconds since the process started (for `PASSTHROUGH_TIMING=1`).

@@ -6,8 +6,10 @@
 mod common;
 
 use std::cell::RefCell;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use common::{scan, top};
 use passthrough_core::pci::PciAddress;
@@ -15,6 +17,7 @@ use passthrough_core::vm::launcher::{
     self, desktop_entry, install, installed, launch_with, remove, stale, Domains, FoundVm,
     LaunchEvent, LaunchHooks, Viewer, VmDevices, VmState,
 };
+use passthrough_core::vm::libvirt::{DomainState, Libvirt};
 
 const UUID: &str = "6f1c2a4e-93b1-4c55-8a0e-2b7d5c9e1f30";
 const OTHER: &str = "0b7e1a55-2f4c-4d1e-9a6b-3c8d7e6f5a40";
@@ -398,13 +401,14 @@ fn unknown_paused_and_failing_vms_are_sentences() {
     );
 
     let mut domains = FakeDomains::new(VmState::ShutOff, &[]);
-    domains.start_error = Some("internal error: no PCI passthrough here".into());
+    domains.start_error =
+        Some("Cannot start the virtual machine win10: internal error: no passthrough".into());
     let why = run(&domains, "b550-blog", "win10", &virt_viewer(), Ok(()))
         .0
         .unwrap_err();
-    assert!(
-        why.starts_with("win10 could not be started: internal error"),
-        "{why}"
+    assert_eq!(
+        why,
+        "Cannot start the virtual machine win10: internal error: no passthrough"
     );
 }
 
@@ -453,4 +457,170 @@ fn the_real_virt_viewer_knows_every_option_we_pass() {
         );
     }
     assert!(help.contains("-- ID|UUID|DOMAIN-NAME"), "{help}");
+}
+
+// ---------------------------------------------------------------------------------------
+// The real libvirt test driver, with a recording viewer.
+
+/// A directory holding a `virt-viewer` that writes its arguments, one per line, to
+/// `record` and exits.
+fn recorder(dir: &Path, record: &Path) -> PathBuf {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let script = bin.join("virt-viewer");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$0\" \"$@\" > '{0}.tmp' && mv '{0}.tmp' '{0}'\n",
+            record.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
+
+/// The recorder's lines, once it has run (it is not waited for).
+fn recorded(record: &Path) -> Vec<String> {
+    let start = Instant::now();
+    while !record.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the viewer was not started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::read_to_string(record)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+const DEFINED_UUID: &str = "5d2c9a7e-1b3f-4e6a-9c8d-7f6e5d4c3b2a";
+
+/// A shut-off VM for the test driver that passes through b550-blog's boot GPU.
+fn boot_gpu_domain(name: &str) -> String {
+    format!(
+        "<domain type='test'><name>{name}</name><uuid>{DEFINED_UUID}</uuid>\
+         <memory>1048576</memory><vcpu>2</vcpu><os><type arch='x86_64'>hvm</type></os>\
+         <devices><hostdev mode='subsystem' type='pci' managed='yes'><source>\
+         <address domain='0x0000' bus='0x08' slot='0x00' function='0x0'/></source></hostdev>\
+         <hostdev mode='subsystem' type='pci' managed='yes'><source>\
+         <address domain='0x0000' bus='0x08' slot='0x00' function='0x1'/></source></hostdev>\
+         <graphics type='spice' autoport='yes'/><video><model type='qxl'/></video>\
+         </devices></domain>"
+    )
+}
+
+#[test]
+fn a_defined_vm_is_started_after_the_boot_gpu_reset_and_shown_in_the_viewer() {
+    // test:///default forgets everything when its connection closes: define and launch on
+    // one connection.
+    let conn = Libvirt::open("test:///default").unwrap();
+    let vm = conn.define(&boot_gpu_domain("win10-launch")).unwrap();
+    assert_eq!(vm.state, DomainState::ShutOff);
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("argv");
+    let bin = recorder(dir.path(), &record);
+    let viewer = launcher::find_viewer(bin.as_os_str());
+    assert_eq!(viewer, Viewer::VirtViewer(bin.join("virt-viewer")));
+
+    let report = scan("b550-blog");
+    let steps = RefCell::new(Vec::new());
+    let mut reset = |a: &PciAddress| {
+        // The VM is still off when the card is reset.
+        let state = conn.find(DEFINED_UUID).unwrap().unwrap().state;
+        steps
+            .borrow_mut()
+            .push(format!("reset {a} while {state:?}"));
+        Ok(())
+    };
+    let mut spawn = |argv: &[String]| launcher::spawn_detached(argv, &[]);
+    let mut event = |e: &LaunchEvent, vm: &str| {
+        steps
+            .borrow_mut()
+            .push(format!("{}: {}", e.kind(), e.message(vm)));
+    };
+    let launched = launch_with(
+        &conn,
+        "test:///default",
+        "win10-launch",
+        &report,
+        &viewer,
+        LaunchHooks {
+            reset_gpu: &mut reset,
+            spawn: &mut spawn,
+            event: &mut event,
+        },
+    )
+    .unwrap();
+    assert!(launched.viewer_pid.is_some());
+    assert_eq!(
+        steps.into_inner(),
+        [
+            "checking: Looking for the virtual machine win10-launch…",
+            "resetting-gpu: Resetting the graphics card 0000:08:00.0 before the start: it is the card the computer started on, so it is removed and found again…",
+            "reset 0000:08:00.0 while ShutOff",
+            "starting: Starting win10-launch…",
+            "started: win10-launch is running.",
+            "opening-viewer: Opening the screen of win10-launch in virt-viewer.",
+        ]
+    );
+    assert_eq!(
+        conn.find("win10-launch").unwrap().unwrap().state,
+        DomainState::Running
+    );
+    assert_eq!(
+        recorded(&record),
+        [
+            bin.join("virt-viewer").display().to_string(),
+            "--connect".into(),
+            "test:///default".into(),
+            "--wait".into(),
+            "--attach".into(),
+            "--reconnect".into(),
+            "--uuid".into(),
+            "--".into(),
+            DEFINED_UUID.into(),
+        ]
+    );
+}
+
+#[test]
+fn a_connection_that_cannot_be_opened_is_a_failed_launch() {
+    let mut events = Vec::new();
+    let result = launcher::launch(
+        "test:///no/such/node.xml",
+        "win10",
+        &scan("b550-blog"),
+        &Viewer::None,
+        LaunchHooks {
+            reset_gpu: &mut |_| Ok(()),
+            spawn: &mut |_| Ok(1),
+            event: &mut |e, _| events.push(e.clone()),
+        },
+    );
+    let why = result.unwrap_err();
+    assert!(why.contains("test:///no/such/node.xml"), "{why}");
+    assert_eq!(events, [LaunchEvent::Checking, LaunchEvent::Failed(why)]);
+}
+
+#[test]
+fn the_launcher_of_a_deleted_vm_is_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = Libvirt::open(&format!("test://{}", node().display())).unwrap();
+    // The running VM of the node file, and one that is not there.
+    let gone = OTHER.replace('0', "1");
+    install(dir.path(), "Windows 11", UUID).unwrap();
+    install(dir.path(), "gone", &gone).unwrap();
+    assert!(!launcher::remove_if_gone(&conn, dir.path(), UUID).unwrap());
+    assert!(launcher::remove_if_gone(&conn, dir.path(), &gone).unwrap());
+    assert_eq!(installed(dir.path()).len(), 1);
+    assert!(!launcher::remove_if_gone(&conn, dir.path(), "win10").unwrap());
+}
+
+/// The test driver's host of the launch tests (one running VM, one off with the boot GPU).
+fn node() -> PathBuf {
+    top().join("tests/fixtures/libvirt/launch.xml")
 }

@@ -12,9 +12,13 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use super::features;
+use super::libvirt::{DomainState, Libvirt};
+use crate::dbus::{user_message, Helper1Proxy};
 use crate::i18n::gettext_f;
 use crate::pci::PciAddress;
 use crate::report::HostReport;
+use crate::root::HostRoot;
 
 /// The application ID; launchers are named after it.
 pub const APP_ID: &str = "io.github.passthrough.Passthrough";
@@ -358,7 +362,8 @@ pub struct VmDevices {
     pub emulated_display: bool,
 }
 
-/// What a launch needs from libvirt. Errors are sentences for people, already translated.
+/// What a launch needs from libvirt. Errors are whole sentences for people (saying what
+/// failed), already translated.
 pub trait Domains {
     /// The VM whose name or UUID is `name_or_uuid`, or `None` when there is none.
     fn find_vm(&self, name_or_uuid: &str) -> Result<Option<FoundVm>, String>;
@@ -409,6 +414,20 @@ impl LaunchEvent {
             ),
             Self::NoViewer(hint) => hint.clone(),
             Self::Failed(why) => why.clone(),
+        }
+    }
+
+    /// A stable name of the kind of event, for JSON output.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Checking => "checking",
+            Self::ResettingGpu(_) => "resetting-gpu",
+            Self::Starting => "starting",
+            Self::Started => "started",
+            Self::AlreadyRunning => "already-running",
+            Self::OpeningViewer(_) => "opening-viewer",
+            Self::NoViewer(_) => "no-viewer",
+            Self::Failed(_) => "failed",
         }
     }
 
@@ -497,12 +516,7 @@ pub fn launch_with(
                 })?;
             }
             event(&LaunchEvent::Starting, &name);
-            domains.start_vm(&vm.uuid).map_err(|why| {
-                gettext_f(
-                    "{vm} could not be started: {reason}",
-                    &[("vm", &name), ("reason", &why)],
-                )
-            })?;
+            domains.start_vm(&vm.uuid)?;
             event(&LaunchEvent::Started, &name);
         }
         let command = match viewer {
@@ -538,6 +552,146 @@ pub fn launch_with(
         event(&LaunchEvent::Failed(why.clone()), &name);
     }
     result
+}
+
+impl Domains for Libvirt {
+    fn find_vm(&self, name_or_uuid: &str) -> Result<Option<FoundVm>, String> {
+        let found = self.find(name_or_uuid).map_err(|e| e.message())?;
+        Ok(found.map(|d| FoundVm {
+            name: d.name,
+            uuid: d.uuid,
+            state: match d.state {
+                DomainState::Running => VmState::Running,
+                DomainState::Paused => VmState::Paused,
+                DomainState::ShutOff => VmState::ShutOff,
+                DomainState::Other => VmState::Other,
+            },
+        }))
+    }
+
+    fn devices(&self, uuid: &str) -> Result<VmDevices, String> {
+        let xml = self.xml(uuid).map_err(|e| e.message())?;
+        let settings = features::read(&xml).map_err(|e| e.message().to_owned())?;
+        Ok(VmDevices {
+            hostdevs: settings.hostdevs,
+            emulated_display: settings.emulated_display,
+        })
+    }
+
+    fn start_vm(&self, uuid: &str) -> Result<(), String> {
+        self.start(uuid).map_err(|e| e.message())
+    }
+}
+
+/// Removes the launcher of the VM `uuid` from `data_home` when `domains` says that the VM no
+/// longer exists (a launcher of a VM deleted outside the app); `Ok(true)` when one was
+/// removed. Nothing is removed when the lookup fails.
+pub fn remove_if_gone(domains: &dyn Domains, data_home: &Path, uuid: &str) -> io::Result<bool> {
+    if !is_uuid(uuid) {
+        return Ok(false);
+    }
+    match domains.find_vm(uuid) {
+        Ok(None) => remove(data_home, uuid),
+        Ok(Some(_)) | Err(_) => Ok(false),
+    }
+}
+
+/// [`launch_with`] on a new connection to `uri`; a connection that cannot be opened is a
+/// failure like any other.
+pub fn launch(
+    uri: &str,
+    target: &str,
+    report: &HostReport,
+    viewer: &Viewer,
+    hooks: LaunchHooks<'_>,
+) -> Result<Launched, String> {
+    match Libvirt::open(uri) {
+        Ok(connection) => launch_with(&connection, uri, target, report, viewer, hooks),
+        Err(e) => {
+            let why = e.message();
+            (hooks.event)(&LaunchEvent::Checking, target);
+            (hooks.event)(&LaunchEvent::Failed(why.clone()), target);
+            Err(why)
+        }
+    }
+}
+
+/// Asks the privileged helper to reset the device at `address` (remove it and rescan the
+/// PCI bus; polkit `manage-devices`). When `root` is a copy of a host rather than `/`, only a
+/// helper that serves that same copy is asked: a fixture's boot GPU is never reset on the
+/// real machine.
+pub fn reset_gpu_with_helper(root: &HostRoot, address: &PciAddress) -> Result<(), String> {
+    zbus::block_on(async {
+        let connection = zbus::Connection::system()
+            .await
+            .map_err(|e| user_message(&e))?;
+        let proxy = Helper1Proxy::builder(&connection)
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .await
+            .map_err(|e| user_message(&e))?;
+        if !root.is_live() {
+            let served = proxy.root().await.map_err(|e| user_message(&e))?;
+            let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
+            if canonical(Path::new(&served)) != canonical(root.base()) {
+                return Err(gettext_f(
+                    "The Passthrough helper works on {served}, not on the host root {root} examined here, so it was not asked to reset the card.",
+                    &[("served", &served), ("root", &root.base().display().to_string())],
+                ));
+            }
+        }
+        proxy
+            .reset_gpu(&address.to_string())
+            .await
+            .map_err(|e| user_message(&e))
+    })
+}
+
+/// `passthroughctl launch`: launches `target` on `uri` with the viewer found in `$PATH`, the
+/// helper's reset for the boot GPU of the host under `root`, and prints each event as a line
+/// (text, or one JSON object per line), the failure on `err`. Returns the exit code: 0 when
+/// the VM runs (with its viewer, or a hint when there is none), 1 when it does not.
+pub fn run_cli(
+    uri: &str,
+    target: &str,
+    root: &HostRoot,
+    report: &HostReport,
+    json: bool,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
+    let viewer = find_viewer(&std::env::var_os("PATH").unwrap_or_default());
+    let mut reset = |address: &PciAddress| reset_gpu_with_helper(root, address);
+    let mut spawn = |argv: &[String]| spawn_detached(argv, &[]);
+    let mut event = |e: &LaunchEvent, vm: &str| {
+        let message = e.message(vm);
+        // A closed pipe (| head) is no reason to stop a launch.
+        let _ = if json {
+            let mut line = serde_json::json!({ "event": e.kind(), "vm": vm, "message": message });
+            if let LaunchEvent::ResettingGpu(address) = e {
+                line["address"] = serde_json::json!(address);
+            }
+            writeln!(out, "{line}")
+        } else if e.is_failure() {
+            writeln!(err, "passthroughctl: {}", one_line(&message))
+        } else {
+            writeln!(out, "{}", one_line(&message))
+        };
+        let _ = out.flush();
+    };
+    let hooks = LaunchHooks {
+        reset_gpu: &mut reset,
+        spawn: &mut spawn,
+        event: &mut event,
+    };
+    match launch(uri, target, report, &viewer, hooks) {
+        Ok(_) => 0,
+        Err(_) => 1,
+    }
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]
