@@ -12,12 +12,14 @@ use passthrough_core::gpu::Verdict;
 use passthrough_core::i18n::gettext_f;
 use passthrough_core::pci::PciAddress;
 use passthrough_core::plan::{BindBy, Plan};
-use passthrough_core::vm::{code43, xml as vm_xml};
+use passthrough_core::vm::{code43, launcher, xml as vm_xml};
 use passthrough_core::vm::{GpuAssignment, NetworkChoice, Storage, VmSpec, WindowsVersion};
 use passthrough_core::{markdown, plan_render, HostReport, HostRoot, ScanOptions};
 use serde_json::json;
 
-const COMMANDS: &[&str] = &["report", "check", "groups", "gpus", "plan", "vm-xml"];
+const COMMANDS: &[&str] = &[
+    "report", "check", "groups", "gpus", "plan", "vm-xml", "launch",
+];
 
 struct Args {
     root: PathBuf,
@@ -28,6 +30,8 @@ struct Args {
     plan: Plan,
     /// The options of `vm-xml`.
     vm: VmArgs,
+    /// `launch NAME|UUID [--uri URI]`.
+    launch: Option<(String, Option<String>)>,
 }
 
 /// `vm-xml`'s choices as given; [`vm_spec`] makes a [`VmSpec`] of them.
@@ -47,7 +51,7 @@ struct VmArgs {
 
 fn usage() -> String {
     gettext_f(
-        "Usage: passthroughctl [--root DIR] [--json] [--user NAME] COMMAND\n\nCommands:\n  report   the whole host as Markdown, ready for a forum post\n  check    the system check; exits 1 when something needed is missing\n  groups   IOMMU groups and their devices\n  gpus     graphics cards with their passthrough verdicts\n  plan     the file changes and commands of a boot configuration, as a diff (changes nothing)\n  vm-xml   the libvirt domain XML of a Windows gaming VM (defines nothing)\n\nOptions:\n  --root DIR    read the host from DIR instead of /\n  --json        print JSON\n  --user NAME   check NAME's libvirt group membership\n  -h, --help    show this help\n  -V, --version show the version\n\nOptions of plan:\n  --iommu            turn the IOMMU on (intel_iommu=on on Intel)\n  --gpu ADDR         reserve the GPU at ADDR and its other functions for vfio-pci\n  --release ADDR     remove the reservation of the GPU at ADDR\n  --iommu-pt         add iommu=pt\n  --acs-override     add pcie_acs_override=downstream,multifunction\n  --ignore-msrs      add kvm.ignore_msrs=1 kvm.report_ignored_msrs=0\n  --boot-gpu-fix     keep the firmware framebuffer off the boot GPU\n  --try-once         boot the new kernel arguments once (grub-reboot, bootctl set-oneshot)\n  --by ids|address   how to reserve (default: by IDs unless another device has the same IDs)\n\nOptions of vm-xml:\n  --name NAME              the VM's name (required)\n  --gpu ADDR               pass through the GPU at ADDR with its IOMMU group, with its vendor's code 43 settings\n  --windows 10|11          the Windows version (default 11: Secure Boot and a TPM)\n  --memory MIB             memory in MiB (default 8192)\n  --vcpus N                processors (default 4)\n  --iso PATH               the Windows installation ISO\n  --virtio-iso PATH        the virtio-win drivers ISO\n  --disk PATH              an existing disk image or /dev/ disk as the system disk\n  --disk-size GIB          a new disk of GIB GiB in the pool “default” (default 128)\n  --network bridge:BR|network:NAME   the network (default network:default)\n  --no-kvm                 a QEMU-emulated VM (no KVM)",
+        "Usage: passthroughctl [--root DIR] [--json] [--user NAME] COMMAND\n\nCommands:\n  report   the whole host as Markdown, ready for a forum post\n  check    the system check; exits 1 when something needed is missing\n  groups   IOMMU groups and their devices\n  gpus     graphics cards with their passthrough verdicts\n  plan     the file changes and commands of a boot configuration, as a diff (changes nothing)\n  vm-xml   the libvirt domain XML of a Windows gaming VM (defines nothing)\n  launch NAME|UUID   start a VM (after the boot GPU fix when it holds the boot GPU) and open its screen; exits 1 when it does not run\n\nOptions:\n  --root DIR    read the host from DIR instead of /\n  --json        print JSON\n  --user NAME   check NAME's libvirt group membership\n  -h, --help    show this help\n  -V, --version show the version\n\nOptions of plan:\n  --iommu            turn the IOMMU on (intel_iommu=on on Intel)\n  --gpu ADDR         reserve the GPU at ADDR and its other functions for vfio-pci\n  --release ADDR     remove the reservation of the GPU at ADDR\n  --iommu-pt         add iommu=pt\n  --acs-override     add pcie_acs_override=downstream,multifunction\n  --ignore-msrs      add kvm.ignore_msrs=1 kvm.report_ignored_msrs=0\n  --boot-gpu-fix     keep the firmware framebuffer off the boot GPU\n  --try-once         boot the new kernel arguments once (grub-reboot, bootctl set-oneshot)\n  --by ids|address   how to reserve (default: by IDs unless another device has the same IDs)\n\nOptions of vm-xml:\n  --name NAME              the VM's name (required)\n  --gpu ADDR               pass through the GPU at ADDR with its IOMMU group, with its vendor's code 43 settings\n  --windows 10|11          the Windows version (default 11: Secure Boot and a TPM)\n  --memory MIB             memory in MiB (default 8192)\n  --vcpus N                processors (default 4)\n  --iso PATH               the Windows installation ISO\n  --virtio-iso PATH        the virtio-win drivers ISO\n  --disk PATH              an existing disk image or /dev/ disk as the system disk\n  --disk-size GIB          a new disk of GIB GiB in the pool “default” (default 128)\n  --network bridge:BR|network:NAME   the network (default network:default)\n  --no-kvm                 a QEMU-emulated VM (no KVM)\n\nOptions of launch:\n  --uri URI   the libvirt connection (default qemu:///system, or $PASSTHROUGH_LIBVIRT_URI)",
         &[],
     )
 }
@@ -67,6 +71,8 @@ fn parse(argv: Vec<String>) -> Result<Parsed, String> {
     let mut gpu_option = false;
     let mut vm = VmArgs::default();
     let mut vm_option = None;
+    let mut launch_target = None;
+    let mut uri = None;
     let mut it = argv.into_iter();
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -84,6 +90,7 @@ fn parse(argv: Vec<String>) -> Result<Parsed, String> {
             "--root" => root = Some(PathBuf::from(value("--root")?)),
             "--user" => user = Some(value("--user")?),
             "--json" => json = true,
+            "--uri" => uri = Some(value("--uri")?),
             "--name" | "--windows" | "--memory" | "--vcpus" | "--iso" | "--virtio-iso"
             | "--disk" | "--disk-size" | "--network" | "--no-kvm" => {
                 vm_option.get_or_insert_with(|| flag.clone());
@@ -154,6 +161,9 @@ fn parse(argv: Vec<String>) -> Result<Parsed, String> {
                 }
                 command = Some(c.to_owned());
             }
+            target if command.as_deref() == Some("launch") && launch_target.is_none() => {
+                launch_target = Some(target.to_owned());
+            }
             extra => {
                 return Err(gettext_f(
                     "unexpected argument {argument}",
@@ -186,6 +196,18 @@ fn parse(argv: Vec<String>) -> Result<Parsed, String> {
             &[("option", option), ("command", &command)],
         ));
     }
+    if uri.is_some() && command != "launch" {
+        return Err(gettext_f(
+            "{option} is an option of launch, not of {command}",
+            &[("option", "--uri"), ("command", &command)],
+        ));
+    }
+    if command == "launch" && launch_target.is_none() {
+        return Err(gettext_f(
+            "launch needs the name or UUID of a virtual machine",
+            &[],
+        ));
+    }
     if command == "vm-xml" {
         if vm.name.is_none() {
             return Err(gettext_f("vm-xml needs --name NAME", &[]));
@@ -207,6 +229,7 @@ fn parse(argv: Vec<String>) -> Result<Parsed, String> {
         command,
         plan,
         vm,
+        launch: launch_target.map(|target| (target, uri)),
     })))
 }
 
@@ -372,6 +395,20 @@ fn main() -> ExitCode {
         ("groups", true) => to_json(&groups_json(&report)),
         ("gpus", false) => markdown::gpus(&report),
         ("gpus", true) => to_json(&json!({ "gpus": report.gpus })),
+        ("launch", json) => {
+            let (target, uri) = args.launch.clone().expect("checked in parse");
+            let uri = uri.unwrap_or_else(launcher::default_uri);
+            let code = launcher::run_cli(
+                &uri,
+                &target,
+                &root,
+                &report,
+                json,
+                &mut std::io::stdout().lock(),
+                &mut std::io::stderr().lock(),
+            );
+            return ExitCode::from(code);
+        }
         ("vm-xml", json) => {
             let xml = vm_spec(&report, &args.vm, args.plan.reserve.first()).and_then(|spec| {
                 let xml = vm_xml::domain_xml(&spec).map_err(|e| e.message().to_owned())?;

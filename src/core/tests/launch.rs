@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{scan, top};
+use common::{fixture, scan, top};
 use passthrough_core::pci::PciAddress;
 use passthrough_core::vm::launcher::{
     self, desktop_entry, install, installed, launch_with, remove, stale, Domains, FoundVm,
@@ -623,4 +623,172 @@ fn the_launcher_of_a_deleted_vm_is_removed() {
 /// The test driver's host of the launch tests (one running VM, one off with the boot GPU).
 fn node() -> PathBuf {
     top().join("tests/fixtures/libvirt/launch.xml")
+}
+
+// ---------------------------------------------------------------------------------------
+// passthroughctl launch.
+
+const NODE_RUNNING: &str = "6f1c2a4e-93b1-4c55-8a0e-2b7d5c9e1f30";
+
+/// passthroughctl with a recording viewer first in PATH, in English, without a libvirt URI
+/// or a system bus from the environment.
+fn ctl_launch(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let bin = recorder(dir, &dir.join("argv"));
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let out = Command::new(env!("CARGO_BIN_EXE_passthroughctl"))
+        .args(args)
+        .current_dir(top())
+        .env("PATH", path)
+        .env("LC_ALL", "C.UTF-8")
+        .env_remove("LANGUAGE")
+        .env_remove(launcher::URI_ENV)
+        // No helper here: a reset cannot be asked for.
+        .env(
+            "DBUS_SYSTEM_BUS_ADDRESS",
+            "unix:path=/nonexistent/system_bus",
+        )
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn ctl_launch_on_the_default_test_driver() {
+    // test:///default's running domain `test` has no emulated display: no viewer, the hint.
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = ctl_launch(
+        dir.path(),
+        &["launch", "test", "--uri", "test:///default"],
+        &[],
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[..2],
+        [
+            "Looking for the virtual machine test…",
+            "test is already running."
+        ]
+    );
+    assert!(
+        lines[2].starts_with("The virtual machine has no emulated display"),
+        "{out}"
+    );
+    assert!(lines[2].contains("Parsec") && lines[2].contains("Steam Link"));
+    assert_eq!(lines.len(), 3, "{out}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!dir.path().join("argv").exists(), "no viewer was started");
+
+    // An unknown VM: exit 1 with one clear line on stderr.
+    let (code, out, err) = ctl_launch(
+        dir.path(),
+        &["launch", "no-such-vm", "--uri=test:///default"],
+        &[],
+    );
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert_eq!(out, "Looking for the virtual machine no-such-vm…\n");
+    assert_eq!(
+        err,
+        "passthroughctl: There is no virtual machine named or with the UUID “no-such-vm” on test:///default.\n"
+    );
+}
+
+#[test]
+fn ctl_launch_opens_the_viewer_of_a_running_vm() {
+    let dir = tempfile::tempdir().unwrap();
+    let uri = format!("test://{}", node().display());
+    // The URI from the environment, as the tests of the app give it.
+    let (code, out, err) = ctl_launch(
+        dir.path(),
+        &["launch", "Windows 11 游戏"],
+        &[(launcher::URI_ENV, &uri)],
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(
+        out,
+        "Looking for the virtual machine Windows 11 游戏…\nWindows 11 游戏 is already running.\nOpening the screen of Windows 11 游戏 in virt-viewer.\n"
+    );
+    let argv = recorded(&dir.path().join("argv"));
+    assert_eq!(
+        argv[1..],
+        [
+            "--connect",
+            &uri,
+            "--wait",
+            "--attach",
+            "--reconnect",
+            "--uuid",
+            "--",
+            NODE_RUNNING
+        ]
+    );
+}
+
+#[test]
+fn ctl_launch_stops_when_the_boot_gpu_cannot_be_reset() {
+    // win10 of the node file passes through 08:00.0, b550-blog's boot GPU; with no helper
+    // to reset it, the VM is not started.
+    let dir = tempfile::tempdir().unwrap();
+    let uri = format!("test://{}", node().display());
+    let root = fixture("b550-blog");
+    let (code, out, err) = ctl_launch(
+        dir.path(),
+        &[
+            "--root",
+            root.to_str().unwrap(),
+            "launch",
+            "win10",
+            "--uri",
+            &uri,
+            "--json",
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(1), "{out}{err}");
+    let events: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["checking", "resetting-gpu", "failed"], "{out}");
+    assert_eq!(events[1]["address"], "0000:08:00.0");
+    assert_eq!(events[2]["vm"], "win10");
+    let why = events[2]["message"].as_str().unwrap();
+    assert!(
+        why.starts_with(
+            "win10 was not started: the graphics card 0000:08:00.0 could not be reset."
+        ) && why.contains("system bus"),
+        "{why}"
+    );
+    assert!(!dir.path().join("argv").exists());
+}
+
+#[test]
+fn ctl_launch_usage_errors_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, says) in [
+        (&["launch"][..], "launch needs the name or UUID"),
+        (&["launch", "a", "b"][..], "unexpected argument b"),
+        (
+            &["gpus", "--uri", "test:///default"][..],
+            "--uri is an option of launch",
+        ),
+        (&["launch", "x", "--uri"][..], "--uri needs a value"),
+    ] {
+        let (code, out, err) = ctl_launch(dir.path(), args, &[]);
+        assert_eq!(code, Some(2), "{args:?}: {out}{err}");
+        assert!(
+            err.starts_with("passthroughctl: ") && err.contains(says),
+            "{args:?}: {err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
 }
