@@ -2,6 +2,8 @@
 //! and session bus of build-aux/test: against libvirt's test driver with a recording
 //! viewer, with a notification service of the test's own on the session bus (and without).
 
+mod common;
+
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -392,4 +394,66 @@ fn an_empty_launch_target_is_bad_usage() {
     });
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--launch-vm needs"));
+}
+
+#[test]
+fn the_boot_gpu_is_reset_through_the_real_helper_before_the_start() {
+    // b550-blog's boot GPU (08:00.0, vfio-pci) passed through by win10 of the test driver's
+    // host: the app asks the helper (on a private system bus with polkitd, serving a copy of
+    // the fixture) to remove the card and rescan, then starts the VM and opens the viewer.
+    const TEST: &str = "the_boot_gpu_is_reset_through_the_real_helper_before_the_start";
+    if !common::is_root() {
+        common::skip(
+            TEST,
+            "needs root: it starts polkitd and installs a polkit rule",
+        );
+        return;
+    }
+    let _serial = serial();
+    let _listener = Listener::start();
+    let bus = common::Bus::start();
+    let temp = common::root_copy("b550-blog");
+    let root = temp.path().join("root");
+    let (remove, rescan) = common::add_pci_reset_files(&root, "0000:08:00.0");
+    let _helper = bus.helper(&root, 0);
+    bus.wait_for_name(passthrough_core::dbus::BUS_NAME, Duration::from_secs(10));
+
+    let dir = tempfile::tempdir().unwrap();
+    let (out, took) = run({
+        let mut cmd = app("en", dir.path());
+        cmd.arg("--root")
+            .arg(&root)
+            .args(["--launch-vm", "0b7e1a55-2f4c-4d1e-9a6b-3c8d7e6f5a40"])
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address);
+        cmd
+    });
+    eprintln!("passthrough --launch-vm with a reset: {took:?}");
+    let lines = stderr_lines(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{lines:#?}\n{}",
+        bus.helper_log()
+    );
+    assert_eq!(
+        lines,
+        [
+            "Looking for the virtual machine 0b7e1a55-2f4c-4d1e-9a6b-3c8d7e6f5a40…",
+            "Resetting the graphics card 0000:08:00.0 before the start: it is the card the computer started on, so it is removed and found again…",
+            "Starting win10…",
+            "win10 is running.",
+            "Opening the screen of win10 in virt-viewer.",
+        ]
+    );
+    assert_eq!(std::fs::read_to_string(&remove).unwrap(), "1");
+    assert_eq!(std::fs::read_to_string(&rescan).unwrap(), "1");
+    assert!(
+        bus.helper_log().contains("ResetGpu"),
+        "{}",
+        bus.helper_log()
+    );
+    assert_eq!(
+        recorded(dir.path()).last().unwrap(),
+        "0b7e1a55-2f4c-4d1e-9a6b-3c8d7e6f5a40"
+    );
 }
