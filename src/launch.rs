@@ -90,10 +90,8 @@ pub(crate) fn start(app: &PtApplication, target: String) {
                     event: &mut event,
                 },
             );
-            if result.is_err() {
-                if let Some(notice) = remove_launcher_if_gone(&uri, &worker_target) {
-                    let _ = sender.unbounded_send(Message::Notice(notice));
-                }
+            if let Some(notice) = clean_stale_launchers(&uri, &worker_target) {
+                let _ = sender.unbounded_send(Message::Notice(notice));
             }
             let _ =
                 sender.unbounded_send(Message::Done(result.map(|_| viewer_started).map_err(drop)));
@@ -222,21 +220,26 @@ impl Notifier {
     }
 }
 
-/// After a failed launch of a VM that no longer exists, removes its launcher (the app grid
-/// entry the user clicked) and says so.
-fn remove_launcher_if_gone(uri: &str, target: &str) -> Option<String> {
+/// Removes the launchers of VMs that no longer exist (deleted outside the app); when the one
+/// just clicked is among them, says so.
+fn clean_stale_launchers(uri: &str, target: &str) -> Option<String> {
     let home = launcher::data_home()?;
     let connection = Libvirt::open(uri).ok()?;
-    match launcher::remove_if_gone(&connection, &home, target) {
-        Ok(true) => Some(gettext(
-            "The virtual machine no longer exists, so its launcher was removed from the app grid.",
-        )),
-        Ok(false) => None,
-        Err(e) => {
-            tracing::warn!("cannot remove the launcher of {target}: {e}");
-            None
-        }
+    let removed = launcher::clean_stale(&connection, &home)
+        .map_err(|e| tracing::warn!("cannot clean the launchers of deleted VMs: {e}"))
+        .ok()?;
+    for path in &removed {
+        tracing::info!("removed the launcher {} of a deleted VM", path.display());
     }
+    let clicked = launcher::desktop_file_name(target).ok()?;
+    removed
+        .iter()
+        .any(|p| p.file_name().is_some_and(|n| *n == *clicked))
+        .then(|| {
+            gettext(
+                "The virtual machine no longer exists, so its launcher was removed from the app grid.",
+            )
+        })
 }
 
 /// The notification of one step: the VM's name as title, the step as body.

@@ -327,11 +327,14 @@ fn an_unknown_vm_fails_with_a_translated_sentence() {
 }
 
 #[test]
-fn the_launcher_of_a_deleted_vm_is_removed_when_clicked() {
+fn launchers_of_deleted_vms_are_removed_when_one_is_clicked() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     passthrough_core::vm::launcher::install(&data, "deleted", UNKNOWN).unwrap();
+    // Another VM deleted outside the app: its launcher goes too.
+    passthrough_core::vm::launcher::install(&data, "also deleted", &UNKNOWN.replace('1', "2"))
+        .unwrap();
     passthrough_core::vm::launcher::install(&data, RUNNING_NAME, RUNNING).unwrap();
     let (out, _) = run({
         let mut cmd = app("en", dir.path());

@@ -607,17 +607,25 @@ fn a_connection_that_cannot_be_opened_is_a_failed_launch() {
 }
 
 #[test]
-fn the_launcher_of_a_deleted_vm_is_removed() {
+fn launchers_of_deleted_vms_are_cleaned() {
     let dir = tempfile::tempdir().unwrap();
     let conn = Libvirt::open(&format!("test://{}", node().display())).unwrap();
-    // The running VM of the node file, and one that is not there.
+    // The node file's two VMs, and one that is not there.
     let gone = OTHER.replace('0', "1");
-    install(dir.path(), "Windows 11", UUID).unwrap();
-    install(dir.path(), "gone", &gone).unwrap();
-    assert!(!launcher::remove_if_gone(&conn, dir.path(), UUID).unwrap());
-    assert!(launcher::remove_if_gone(&conn, dir.path(), &gone).unwrap());
-    assert_eq!(installed(dir.path()).len(), 1);
-    assert!(!launcher::remove_if_gone(&conn, dir.path(), "win10").unwrap());
+    let kept = [
+        install(dir.path(), "Windows 11", UUID).unwrap(),
+        install(dir.path(), "win10", OTHER).unwrap(),
+    ];
+    let removed = install(dir.path(), "gone", &gone).unwrap();
+    assert_eq!(launcher::clean_stale(&conn, dir.path()).unwrap(), [removed]);
+    assert_eq!(
+        installed(dir.path())
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect::<Vec<_>>(),
+        [kept[1].clone(), kept[0].clone()]
+    );
+    assert!(launcher::clean_stale(&conn, dir.path()).unwrap().is_empty());
 }
 
 /// The test driver's host of the launch tests (one running VM, one off with the boot GPU).

@@ -583,17 +583,23 @@ impl Domains for Libvirt {
     }
 }
 
-/// Removes the launcher of the VM `uuid` from `data_home` when `domains` says that the VM no
-/// longer exists (a launcher of a VM deleted outside the app); `Ok(true)` when one was
-/// removed. Nothing is removed when the lookup fails.
-pub fn remove_if_gone(domains: &dyn Domains, data_home: &Path, uuid: &str) -> io::Result<bool> {
-    if !is_uuid(uuid) {
-        return Ok(false);
+/// Removes the launchers in `data_home` whose VM `connection` does not have (VMs deleted
+/// outside the app); returns their paths. Nothing is removed when the VMs cannot be listed.
+pub fn clean_stale(connection: &Libvirt, data_home: &Path) -> io::Result<Vec<PathBuf>> {
+    let existing: Vec<String> = connection
+        .domains()
+        .map_err(|e| io::Error::other(e.message()))?
+        .into_iter()
+        .map(|d| d.uuid)
+        .collect();
+    let stale = stale(data_home, &existing);
+    for path in &stale {
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
     }
-    match domains.find_vm(uuid) {
-        Ok(None) => remove(data_home, uuid),
-        Ok(Some(_)) | Err(_) => Ok(false),
-    }
+    Ok(stale)
 }
 
 /// [`launch_with`] on a new connection to `uri`; a connection that cannot be opened is a
