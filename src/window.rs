@@ -32,7 +32,7 @@ use passthrough_core::checks::{self, Check};
 use passthrough_core::{HostReport, HostRoot, ScanOptions};
 
 use crate::application::PtApplication;
-use crate::pages::{GpuView, PtBootPage, PtGpuPage, PtSystemPage};
+use crate::pages::{GpuView, PtBootPage, PtGpuPage, PtLaunchPage, PtSystemPage, PtVmPage};
 
 /// The steps, in the order of the sidebar; `--page` and `win.show-page` take these names.
 pub const PAGES: &[&str] = &[
@@ -97,6 +97,12 @@ mod imp {
         pub(super) gpu_page: TemplateChild<PtGpuPage>,
         #[template_child]
         pub(super) boot_page: TemplateChild<PtBootPage>,
+        #[template_child]
+        pub(super) vm_page: TemplateChild<PtVmPage>,
+        #[template_child]
+        pub(super) launch_page: TemplateChild<PtLaunchPage>,
+        /// The VM steps were shown once (libvirt is reached only from then on).
+        pub(super) vms_listed: Cell<bool>,
 
         /// The directory read as the host's `/`.
         pub(super) root: RefCell<PathBuf>,
@@ -118,6 +124,8 @@ mod imp {
             PtSystemPage::ensure_type();
             PtGpuPage::ensure_type();
             PtBootPage::ensure_type();
+            PtVmPage::ensure_type();
+            PtLaunchPage::ensure_type();
             klass.bind_template();
             klass.bind_template_instance_callbacks();
 
@@ -237,6 +245,7 @@ impl PtWindow {
         win.imp().root.replace(root.to_path_buf());
         win.imp().system_page.set_root(root);
         win.imp().boot_page.set_root(root);
+        win.imp().vm_page.set_root(root);
         app.bind_property("show-all-devices", &*win.imp().gpu_page, "show-all-devices")
             .sync_create()
             .build();
@@ -307,6 +316,18 @@ impl PtWindow {
         imp.content_title
             .set_title(&page.title().map(|t| t.to_string()).unwrap_or_default());
         self.sync_sidebar();
+        // libvirt is reached when a VM step is first shown, not at start-up.
+        if matches!(page.name().as_deref(), Some("vm" | "launch")) {
+            imp.vms_listed.set(true);
+            self.refresh_vms();
+        }
+    }
+
+    /// Lists the VMs again on the Virtual machine and Launch steps.
+    pub fn refresh_vms(&self) {
+        let imp = self.imp();
+        imp.vm_page.refresh();
+        imp.launch_page.refresh(imp.vm_page.service());
     }
 
     /// A folded window shows one side at a time: its sidebar selects nothing, a click opens
@@ -399,6 +420,7 @@ impl PtWindow {
                 imp.system_page.set_scan(&scan);
                 imp.gpu_page.set_scan(&scan);
                 imp.boot_page.set_scan(&scan);
+                imp.vm_page.set_scan(&scan);
                 imp.scan.replace(Some(scan));
                 if first {
                     self.after_first_scan();
@@ -419,8 +441,11 @@ impl PtWindow {
         }
     }
 
+    /// Shows a message for a few seconds (plain text: toasts take markup, so it is escaped).
     pub fn toast(&self, text: &str) {
-        self.imp().toast_overlay.add_toast(adw::Toast::new(text));
+        self.imp()
+            .toast_overlay
+            .add_toast(adw::Toast::new(&glib::markup_escape_text(text)));
     }
 
     /// Test hooks, run once the first scan is on screen: first the actions listed in
@@ -447,17 +472,62 @@ impl PtWindow {
         for item in actions.split(';').map(str::trim).filter(|s| !s.is_empty()) {
             match gio::Action::parse_detailed_name(item) {
                 Ok((name, target)) => {
-                    if let Err(e) = WidgetExt::activate_action(self, &name, target.as_ref()) {
+                    if let Err(e) = self.activate_anywhere(&name, target.as_ref()) {
                         eprintln!("test action {item}: {e}");
                     }
                 }
                 Err(e) => eprintln!("test action {item}: {e}"),
             }
             glib::timeout_future(Duration::from_millis(300)).await;
-            while self.imp().scanning.get() || self.imp().boot_page.is_busy() {
+            while self.imp().scanning.get()
+                || self.imp().boot_page.is_busy()
+                || self.imp().vm_page.is_busy()
+                || self.dialog().is_some_and(|d| d.is_busy())
+            {
                 glib::timeout_future(Duration::from_millis(50)).await;
             }
         }
+    }
+
+    /// Activates an action of the window, of a step's page (`vm.`, `launch.`, `boot.`) or
+    /// of an open dialog (`wizard.`, `panel.`).
+    fn activate_anywhere(
+        &self,
+        name: &str,
+        target: Option<&glib::Variant>,
+    ) -> Result<(), glib::BoolError> {
+        let imp = self.imp();
+        let mut widgets: Vec<gtk::Widget> = vec![
+            self.clone().upcast(),
+            imp.vm_page.clone().upcast(),
+            imp.launch_page.clone().upcast(),
+            imp.boot_page.clone().upcast(),
+        ];
+        widgets.extend(self.dialog().map(|d| d.widget().upcast()));
+        let mut last = None;
+        for w in widgets {
+            match WidgetExt::activate_action(&w, name, target) {
+                Ok(()) => return Ok(()),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.expect("at least the window was tried"))
+    }
+
+    /// The VM wizard or Passthrough settings window open over this one, if any.
+    fn dialog(&self) -> Option<Dialog> {
+        gtk::Window::list_toplevels()
+            .into_iter()
+            .rev()
+            .find_map(|w| {
+                w.downcast_ref::<crate::widgets::PtVmWizard>()
+                    .map(|d| Dialog::Wizard(d.clone()))
+                    .or_else(|| {
+                        w.downcast_ref::<crate::widgets::PtVmPanel>()
+                            .map(|d| Dialog::Panel(d.clone()))
+                    })
+            })
+            .filter(|d| d.widget().is_visible())
     }
 
     fn report_for_tests(&self) {
@@ -485,11 +555,48 @@ impl PtWindow {
                 ),
                 None => println!("scan-failed: page={}", self.visible_page()),
             }
+            let vm = &self.imp().vm_page;
+            if self.imp().vms_listed.get() {
+                println!(
+                    "vms: count={} connected={} launchers={} states={} dialog={}",
+                    vm.vm_count(),
+                    vm.connected(),
+                    self.imp().launch_page.launchers(),
+                    vm.vm_states().join(","),
+                    self.dialog().map_or("-", |d| d.name())
+                );
+                if let Some(e) = vm.last_error() {
+                    println!("vm-error: {e}");
+                }
+            }
         }
         if let Some(path) =
             std::env::var_os("PASSTHROUGH_TEST_SCREENSHOT").filter(|p| !p.is_empty())
         {
             let path = PathBuf::from(path);
+            // With PASSTHROUGH_TEST_SCREENSHOT_DIALOG=1 the open dialog is saved instead.
+            let dialog = env_is_1("PASSTHROUGH_TEST_SCREENSHOT_DIALOG")
+                .then(|| self.dialog())
+                .flatten();
+            if let Some(dialog) = dialog {
+                glib::timeout_add_local_once(
+                    Duration::from_millis(800),
+                    glib::clone!(
+                        #[weak(rename_to = win)]
+                        self,
+                        move || {
+                            match save_screenshot_of(dialog.widget().upcast_ref(), &path) {
+                                Ok(()) => println!("screenshot: {}", path.display()),
+                                Err(e) => eprintln!("screenshot failed: {e}"),
+                            }
+                            if let Some(app) = win.app() {
+                                app.quit();
+                            }
+                        }
+                    ),
+                );
+                return;
+            }
             glib::timeout_add_local_once(
                 Duration::from_millis(500),
                 glib::clone!(
@@ -536,25 +643,7 @@ impl PtWindow {
 
     /// Renders the window as it is on screen into a PNG file.
     pub fn save_screenshot(&self, path: &Path) -> Result<(), String> {
-        let (width, height) = (self.width(), self.height());
-        if width <= 0 || height <= 0 {
-            return Err("the window has no size".into());
-        }
-        let paintable = gtk::WidgetPaintable::new(Some(self));
-        let snapshot = gtk::Snapshot::new();
-        paintable.snapshot(&snapshot, f64::from(width), f64::from(height));
-        let node = snapshot
-            .to_node()
-            .ok_or_else(|| "nothing was drawn".to_string())?;
-        let renderer = self
-            .native()
-            .and_then(|native| native.renderer())
-            .ok_or_else(|| "the window has no renderer".to_string())?;
-        let bounds = gtk::graphene::Rect::new(0.0, 0.0, width as f32, height as f32);
-        let texture = renderer.render_texture(&node, Some(&bounds));
-        texture
-            .save_to_png(path)
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))
+        save_screenshot_of(self.upcast_ref(), path)
     }
 
     fn load_window_size(&self, app: &PtApplication) {
@@ -605,4 +694,57 @@ fn size_settings(app: &PtApplication) -> Option<gio::Settings> {
 
 fn env_is_1(name: &str) -> bool {
     std::env::var_os(name).is_some_and(|v| v == "1")
+}
+
+/// Renders a window as it is on screen into a PNG file.
+fn save_screenshot_of(window: &gtk::Window, path: &Path) -> Result<(), String> {
+    let (width, height) = (window.width(), window.height());
+    if width <= 0 || height <= 0 {
+        return Err("the window has no size".into());
+    }
+    let paintable = gtk::WidgetPaintable::new(Some(window));
+    let snapshot = gtk::Snapshot::new();
+    paintable.snapshot(&snapshot, f64::from(width), f64::from(height));
+    let node = snapshot
+        .to_node()
+        .ok_or_else(|| "nothing was drawn".to_string())?;
+    let renderer = window
+        .native()
+        .and_then(|native| native.renderer())
+        .ok_or_else(|| "the window has no renderer".to_string())?;
+    let bounds = gtk::graphene::Rect::new(0.0, 0.0, width as f32, height as f32);
+    let texture = renderer.render_texture(&node, Some(&bounds));
+    texture
+        .save_to_png(path)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// A dialog of the VM steps open over the main window.
+enum Dialog {
+    Wizard(crate::widgets::PtVmWizard),
+    Panel(crate::widgets::PtVmPanel),
+}
+
+impl Dialog {
+    fn widget(&self) -> gtk::Window {
+        match self {
+            Self::Wizard(w) => w.clone().upcast(),
+            Self::Panel(p) => p.clone().upcast(),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Wizard(_) => "wizard",
+            Self::Panel(_) => "panel",
+        }
+    }
+
+    /// Loading or saving (tests wait for it).
+    fn is_busy(&self) -> bool {
+        match self {
+            Self::Wizard(w) => w.is_busy(),
+            Self::Panel(p) => !p.is_loaded() || p.is_saving(),
+        }
+    }
 }

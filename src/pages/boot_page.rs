@@ -793,7 +793,7 @@ impl PtBootPage {
         dialog.set_response_appearance("apply", adw::ResponseAppearance::Suggested);
         dialog.set_default_response(Some("apply"));
         dialog.set_close_response("cancel");
-        response(&dialog).await == "apply"
+        crate::widgets::dialog_response(&dialog).await == "apply"
     }
 
     /// Rolls the trial back (its entry goes, the one-shot request is cancelled).
@@ -871,7 +871,7 @@ impl PtBootPage {
         dialog.set_response_appearance("rollback", adw::ResponseAppearance::Destructive);
         dialog.set_default_response(Some("cancel"));
         dialog.set_close_response("cancel");
-        if response(&dialog).await != "rollback" {
+        if crate::widgets::dialog_response(&dialog).await != "rollback" {
             return;
         }
         if self.imp().busy.replace(true) {
@@ -917,7 +917,7 @@ impl PtBootPage {
             #[weak]
             window,
             async move {
-                if response(&dialog).await == "restart" {
+                if crate::widgets::dialog_response(&dialog).await == "restart" {
                     if let Err(message) = crate::helper_client::reboot().await {
                         window.toast(&message);
                     }
@@ -967,17 +967,4 @@ fn summary(r: &Rendered) -> String {
     }
     parts.extend(r.notes.iter().cloned());
     parts.join("\n")
-}
-
-/// Presents a dialog and waits for its response (libadwaita 1.2 has no `choose`).
-async fn response(dialog: &adw::MessageDialog) -> String {
-    let (sender, receiver) = futures_channel::oneshot::channel::<String>();
-    let sender = std::cell::Cell::new(Some(sender));
-    dialog.connect_response(None, move |_, response| {
-        if let Some(sender) = sender.take() {
-            let _ = sender.send(response.to_owned());
-        }
-    });
-    dialog.present();
-    receiver.await.unwrap_or_default()
 }

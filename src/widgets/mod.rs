@@ -4,12 +4,16 @@ mod gpu_card;
 mod group_row;
 mod preferences_window;
 mod status_row;
+pub mod vm_panel;
+pub mod vm_wizard;
 
 pub use gpu_card::PtGpuCard;
 pub use group_row::PtGroupRow;
 pub use group_row::{device_row, matches_haystack};
 pub use preferences_window::PtPreferencesWindow;
 pub use status_row::PtStatusRow;
+pub use vm_panel::PtVmPanel;
+pub use vm_wizard::PtVmWizard;
 
 use gettextrs::gettext;
 use passthrough_core::checks::Status;
@@ -102,4 +106,18 @@ pub fn set_tone_icon(icon: &gtk::Image, tone: Option<Tone>) {
         }
         None => icon.set_visible(false),
     }
+}
+
+/// Presents a dialog and waits for its response (libadwaita 1.2 has no `choose`).
+pub async fn dialog_response(dialog: &adw::MessageDialog) -> String {
+    use adw::prelude::*;
+    let (sender, receiver) = futures_channel::oneshot::channel::<String>();
+    let sender = std::cell::Cell::new(Some(sender));
+    dialog.connect_response(None, move |_, response| {
+        if let Some(sender) = sender.take() {
+            let _ = sender.send(response.to_owned());
+        }
+    });
+    dialog.present();
+    receiver.await.unwrap_or_default()
 }

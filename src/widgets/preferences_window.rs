@@ -19,6 +19,10 @@ mod imp {
         pub(super) groups_group: TemplateChild<adw::PreferencesGroup>,
         #[template_child]
         pub(super) show_all_switch: TemplateChild<gtk::Switch>,
+        #[template_child]
+        pub(super) libvirt_group: TemplateChild<adw::PreferencesGroup>,
+        #[template_child]
+        pub(super) uri_row: TemplateChild<adw::EntryRow>,
     }
 
     #[glib::object_subclass]
@@ -69,6 +73,27 @@ impl PtPreferencesWindow {
             imp.groups_group.set_description(Some(&gettext(
                 "The settings schema is not installed, so this is kept only until Passthrough closes.",
             )));
+        }
+        match app.settings_with_key("libvirt-uri").cloned() {
+            Some(settings) => {
+                imp.uri_row.set_text(&settings.string("libvirt-uri"));
+                imp.uri_row.connect_apply(move |row| {
+                    let uri = row.text().trim().to_owned();
+                    let uri = if uri.is_empty() {
+                        "qemu:///system".to_owned()
+                    } else {
+                        uri
+                    };
+                    if let Err(e) = settings.set_string("libvirt-uri", &uri) {
+                        tracing::warn!("cannot save the libvirt URI: {e}");
+                    }
+                });
+            }
+            None => {
+                imp.libvirt_group.set_sensitive(false);
+                imp.uri_row
+                    .set_text(&passthrough_core::vm::launcher::default_uri());
+            }
         }
         window
     }
