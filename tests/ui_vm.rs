@@ -228,10 +228,28 @@ fn create_start_change_and_delete_a_vm() {
         );
     }
 
-    // Start it: running.
+    // Start it: the b550's NVIDIA card is the boot GPU, so the helper must remove it and
+    // rescan the bus first; with no system bus in this test the start stops there with the
+    // reason, and the VM stays off.
     let r = run(
         "en",
         &create_actions(&format!(";vm.start::{NAME}")),
+        "vm-start-refused",
+        false,
+    );
+    assert_eq!(
+        r.field("vms: ", "states"),
+        format!("{NAME}:ShutOff,test:Running"),
+        "{}",
+        r.all()
+    );
+    let error = r.line("vm-error: ");
+    assert!(error.contains("Passthrough helper"), "{error}");
+    // Without the card it starts.
+    let r = run(
+        "en",
+        &create_actions(&format!(";vm.start::{NAME}"))
+            .replace("vm.new;", "vm.new;wizard.set::gpu=none;"),
         "vm-started",
         false,
     );

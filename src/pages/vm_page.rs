@@ -11,8 +11,9 @@ use adw::subclass::prelude::*;
 use gettextrs::gettext;
 use gtk::{gio, glib};
 use passthrough_core::i18n::gettext_f;
-use passthrough_core::vm::launcher;
 use passthrough_core::vm::libvirt::{DomainInfo, DomainState};
+use passthrough_core::vm::{features, launcher};
+use passthrough_core::HostRoot;
 
 use crate::vm_service::VmService;
 use crate::widgets::{set_tone_icon, PtVmPanel, PtVmWizard, Tone};
@@ -394,8 +395,23 @@ impl PtVmPage {
                     self,
                     async move {
                         let id = uuid.clone();
+                        let root = HostRoot::new(page.imp().root.borrow().clone());
+                        let report = page.imp().scan.borrow().as_ref().map(|s| s.report.clone());
                         let result = service
                             .call(move |c| {
+                                if op == Op::Start {
+                                    // The boot GPU is removed and the bus rescanned first,
+                                    // as the launcher does (the reference post's fix).
+                                    if let Some(report) = &report {
+                                        let xml = c.xml(&id).map_err(|e| e.message())?;
+                                        let hostdevs = features::read(&xml)
+                                            .map_err(|e| e.message().to_owned())?
+                                            .hostdevs;
+                                        for a in launcher::boot_vga_hostdevs(report, &hostdevs) {
+                                            launcher::reset_gpu_with_helper(&root, &a)?;
+                                        }
+                                    }
+                                }
                                 match op {
                                     Op::Start => c.start(&id),
                                     Op::Shutdown => c.shutdown(&id),
