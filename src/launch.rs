@@ -242,9 +242,15 @@ fn clean_stale_launchers(uri: &str, target: &str) -> Option<String> {
         })
 }
 
-/// The notification of one step: the VM's name as title, the step as body.
+/// The notification of one step: the VM's name as title (the app's name while only the
+/// launcher's UUID is known), the step as body.
 fn notification(event: &LaunchEvent, vm: &str, text: &str) -> gio::Notification {
-    let notification = gio::Notification::new(vm);
+    let title = if launcher::is_uuid(vm) {
+        gettext("Passthrough")
+    } else {
+        vm.to_owned()
+    };
+    let notification = gio::Notification::new(&title);
     notification.set_body(Some(text));
     notification.set_icon(&gio::ThemedIcon::new(launcher::ICON));
     notification.set_priority(if event.is_failure() {

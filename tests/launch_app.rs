@@ -285,14 +285,14 @@ fn launching_a_running_vm_opens_its_viewer_and_notifies() {
     assert_eq!(lines, expected);
     // The steps as one notification, replaced as the launch goes on; the steps that
     // followed within milliseconds are skipped, the last is shown. The title is the VM's
-    // name (the one asked for, until the VM is found).
+    // name once it is found, the app's before.
     let seen = listener.seen();
     assert_eq!(
         seen.iter().map(|n| n.body.as_str()).collect::<Vec<_>>(),
         [&expected[0], &expected[2]],
         "{seen:#?}"
     );
-    assert_eq!(seen[0].summary, RUNNING);
+    assert_eq!(seen[0].summary, "Passthrough");
     assert_eq!(seen[1].summary, RUNNING_NAME);
     assert_eq!(seen[0].replaces_id, 0);
     assert_eq!(seen[1].replaces_id, 1, "{seen:#?}");
