@@ -179,7 +179,7 @@ fn the_wizard_reviews_the_choices_with_the_xml() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     for lang in ["en", "zh_CN"] {
         let actions = format!(
-            "vm.new;wizard.set::name={NAME};wizard.set::iso=/isos/Win11.iso;wizard.goto::review"
+            "vm.new;wizard.set::name={NAME};wizard.set::iso=/isos/Win11.iso;wizard.goto::review;wizard.show-xml"
         );
         let r = run(lang, &actions, "vm-wizard-review", true);
         assert_eq!(r.field("vms: ", "dialog"), "wizard", "{}", r.all());

@@ -3,7 +3,7 @@
 //! graphics card with the settings against error 43, and a review with the libvirt XML.
 //!
 //! Actions (also used by the tests): `wizard.next`, `wizard.back`, `wizard.goto` (a page
-//! name), `wizard.create`, `wizard.choose-iso`, `wizard.choose-virtio`, and `wizard.set`
+//! name), `wizard.create`, `wizard.show-xml` (unfolds the XML on the review), `wizard.choose-iso`, `wizard.choose-virtio`, and `wizard.set`
 //! (`KEY=VALUE`: `name`, `iso`, `virtio`, `disk-size` in GiB, `disk-path`, `windows` 10|11,
 //! `gpu` none|ADDRESS), which fills a field as the user would.
 
@@ -141,6 +141,9 @@ mod imp {
             klass.install_action("wizard.next", None, |w, _, _| w.next());
             klass.install_action("wizard.back", None, |w, _, _| w.back());
             klass.install_action("wizard.create", None, |w, _, _| w.create());
+            klass.install_action("wizard.show-xml", None, |w, _, _| {
+                w.imp().xml_expander.set_expanded(true);
+            });
             klass.install_action("wizard.goto", Some(glib::VariantTy::STRING), |w, _, p| {
                 if let Some(page) = p.and_then(|p| p.str()) {
                     w.goto(page);
