@@ -274,7 +274,7 @@ fn create_start_change_and_delete_a_vm() {
     let r = run(
         "en",
         &create_actions(&format!(
-            ";vm.settings::{NAME};panel.set-code43(false);panel.remove-display;panel.save"
+            ";vm.settings::{NAME};panel.set-code43(false);panel.remove-display;panel.set-rom::/var/lib/libvirt/vbios/gtx1060.rom;panel.save"
         )),
         "vm-panel-saved",
         false,
@@ -282,7 +282,7 @@ fn create_start_change_and_delete_a_vm() {
     let saved = r.line("panel-saved: ");
     assert!(
         saved.contains(
-            "vendor-id=- kvm-hidden=false ioapic=false ignore-msrs=false emulated-display=false"
+            "vendor-id=- kvm-hidden=false ioapic=false ignore-msrs=false emulated-display=false rom=/var/lib/libvirt/vbios/gtx1060.rom"
         ),
         "{saved}\n{}",
         r.all()
@@ -300,7 +300,7 @@ fn create_start_change_and_delete_a_vm() {
     let saved = r.line("panel-saved: ");
     assert!(
         saved.contains(
-            "vendor-id=randomid kvm-hidden=true ioapic=true ignore-msrs=true emulated-display=true"
+            "vendor-id=randomid kvm-hidden=true ioapic=true ignore-msrs=true emulated-display=true rom=-"
         ),
         "{saved}"
     );

@@ -4,7 +4,8 @@
 //! (a tree edit that keeps everything else) and defined again.
 //!
 //! Actions (also used by the tests): `panel.save`, `panel.remove-display`,
-//! `panel.add-gpu`, `panel.set-code43` (a boolean: every setting against error 43 on or off).
+//! `panel.add-gpu`, `panel.set-code43` (a boolean: every setting against error 43 on or off),
+//! `panel.set-rom` (the card's ROM file; empty for none).
 
 use std::cell::{Cell, RefCell};
 
@@ -73,6 +74,8 @@ mod imp {
         pub(super) rows: RefCell<Vec<gtk::Widget>>,
         pub(super) saving: Cell<bool>,
         pub(super) failed: Cell<bool>,
+        /// The ROM file row of the VM's graphics card, with its address.
+        pub(super) rom: RefCell<Option<(passthrough_core::pci::PciAddress, adw::EntryRow)>>,
     }
 
     #[glib::object_subclass]
@@ -95,6 +98,13 @@ mod imp {
                 ));
             });
             klass.install_action("panel.add-gpu", None, |p, _, _| p.add_gpu());
+            klass.install_action("panel.set-rom", Some(glib::VariantTy::STRING), |p, _, v| {
+                if let (Some(file), Some((_, row))) =
+                    (v.and_then(|v| v.str()), p.imp().rom.borrow().as_ref())
+                {
+                    row.set_text(file);
+                }
+            });
             klass.install_action(
                 "panel.set-code43",
                 Some(glib::VariantTy::BOOLEAN),
@@ -299,6 +309,24 @@ impl PtVmPanel {
             imp.gpu_group.add(&row);
             imp.rows.borrow_mut().push(row.upcast());
         }
+        // The ROM file of the VM's graphics card (the first hostdev that is one).
+        let gpu_address = s.hostdevs.iter().copied().find(|a| {
+            report
+                .as_ref()
+                .is_some_and(|r| r.gpus.iter().any(|g| g.address == *a))
+        });
+        imp.rom.replace(None);
+        if let Some(address) = gpu_address {
+            let row = adw::EntryRow::new();
+            row.set_title(&gettext("ROM file of the card (optional, full path)"));
+            row.set_tooltip_text(Some(&code43::explain(Code43Setting::RomFile)));
+            if let Some((_, file)) = s.rom_files.iter().find(|(a, _)| *a == address) {
+                row.set_text(file);
+            }
+            imp.gpu_group.add(&row);
+            imp.rows.borrow_mut().push(row.clone().upcast());
+            imp.rom.replace(Some((address, row)));
+        }
         if let Some(gpu) = self.reserved_gpu_not_in(&s) {
             let row = adw::ActionRow::new();
             row.set_title(&glib::markup_escape_text(&gpu.display_name()));
@@ -393,6 +421,13 @@ impl PtVmPanel {
         edits.push(Edit::KvmHidden(imp.hidden_switch.is_active()));
         edits.push(Edit::IoapicKvm(imp.ioapic_switch.is_active()));
         edits.push(Edit::IgnoreMsrs(imp.msrs_switch.is_active()));
+        if let Some((address, row)) = imp.rom.borrow().as_ref() {
+            let file = row.text().trim().to_owned();
+            edits.push(Edit::RomFile {
+                address: *address,
+                file: (!file.is_empty()).then_some(file),
+            });
+        }
         edits
     }
 
@@ -432,13 +467,16 @@ impl PtVmPanel {
                         if std::env::var_os("PASSTHROUGH_TEST_REPORT").is_some() {
                             match features::read(&kept) {
                                 Ok(s) => println!(
-                                    "panel-saved: uuid={} vendor-id={} kvm-hidden={} ioapic={} ignore-msrs={} emulated-display={} hostdevs={}",
+                                    "panel-saved: uuid={} vendor-id={} kvm-hidden={} ioapic={} ignore-msrs={} emulated-display={} rom={} hostdevs={}",
                                     info.uuid,
                                     s.code43.vendor_id.as_deref().unwrap_or("-"),
                                     s.code43.kvm_hidden,
                                     s.code43.ioapic_kvm,
                                     s.code43.ignore_msrs,
                                     s.emulated_display,
+                                    s.rom_files
+                                        .first()
+                                        .map_or("-", |(_, f)| f.as_str()),
                                     s.hostdevs.len()
                                 ),
                                 Err(e) => println!("panel-saved: unreadable {}", e.message()),
