@@ -5,6 +5,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use passthrough_core::vm::libvirt::{DomainInfo, DomainState, Libvirt, MAX_VOLUME_GIB};
+use passthrough_core::vm::xml::domain_xml;
+use passthrough_core::vm::{Code43, NetworkChoice, Storage, VmSpec, WindowsVersion};
 
 const URI: &str = "test:///default";
 /// The UUID of the test driver's built-in `test` domain.
@@ -25,58 +27,25 @@ fn unique(prefix: &str) -> String {
     )
 }
 
-/// A Windows 11 style q35 domain: UEFI with Secure Boot, TPM, Hyper-V enlightenments with a
-/// vendor ID, KVM hidden, QXL + SPICE, a qcow2 system disk and a NAT network.
+/// The wizard's Windows 11 domain (`vm::xml::domain_xml`): q35, UEFI with Secure Boot, TPM,
+/// Hyper-V with a vendor ID, KVM hidden, QXL + SPICE, a qcow2 volume and a NAT network.
 fn windows_xml(name: &str) -> String {
-    // The name is ours (letters, digits and dashes): nothing to escape.
-    format!(
-        r#"<domain type='kvm'>
-  <name>{name}</name>
-  <memory unit='MiB'>8192</memory>
-  <vcpu placement='static'>4</vcpu>
-  <os firmware='efi'>
-    <type arch='x86_64' machine='q35'>hvm</type>
-    <loader secure='yes'/>
-    <boot dev='hd'/>
-  </os>
-  <features>
-    <acpi/>
-    <apic/>
-    <hyperv mode='custom'>
-      <relaxed state='on'/>
-      <vapic state='on'/>
-      <spinlocks state='on' retries='8191'/>
-      <vendor_id state='on' value='1234567890ab'/>
-    </hyperv>
-    <kvm><hidden state='on'/></kvm>
-    <smm state='on'/>
-  </features>
-  <cpu mode='host-passthrough' check='none'>
-    <topology sockets='1' dies='1' cores='4' threads='1'/>
-  </cpu>
-  <clock offset='localtime'>
-    <timer name='hypervclock' present='yes'/>
-  </clock>
-  <devices>
-    <disk type='file' device='disk'>
-      <driver name='qemu' type='qcow2'/>
-      <source file='/default-pool/{name}.qcow2'/>
-      <target dev='vda' bus='virtio'/>
-    </disk>
-    <interface type='network'>
-      <source network='default'/>
-      <model type='virtio'/>
-    </interface>
-    <tpm model='tpm-crb'>
-      <backend type='emulator' version='2.0'/>
-    </tpm>
-    <graphics type='spice' autoport='yes'/>
-    <video><model type='qxl'/></video>
-    <input type='tablet' bus='usb'/>
-  </devices>
-</domain>
-"#
-    )
+    let spec = VmSpec {
+        name: name.to_owned(),
+        windows: WindowsVersion::Windows11,
+        storage: Storage::NewVolume {
+            pool: "default-pool".into(),
+            size_gib: 64,
+        },
+        network: NetworkChoice::Network("default".into()),
+        code43: Code43 {
+            vendor_id: Some("1234567890ab".into()),
+            kvm_hidden: true,
+            ..Code43::default()
+        },
+        ..VmSpec::default()
+    };
+    domain_xml(&spec).unwrap_or_else(|e| panic!("{}", e.message()))
 }
 
 fn state_of(lv: &Libvirt, uuid: &str) -> DomainState {
