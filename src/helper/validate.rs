@@ -137,17 +137,14 @@ pub fn address_syntax(text: &str) -> Result<PciAddress, HelperError> {
 }
 
 /// `address` is a graphics card on this host; returns its device.
-fn gpu_device<'a>(
-    address: &PciAddress,
-    report: &'a HostReport,
-) -> Result<&'a PciDevice, HelperError> {
-    let Some(device) = report.pci.devices.iter().find(|d| d.address == *address) else {
+fn gpu_device(report: &HostReport, address: PciAddress) -> Result<&PciDevice, HelperError> {
+    let Some(device) = report.pci.devices.iter().find(|d| d.address == address) else {
         return Err(invalid(gettext_f(
             "There is no PCI device {address} on this computer.",
             &[("address", &address.to_string())],
         )));
     };
-    if !device.is_gpu() || !report.gpus.iter().any(|g| g.address == *address) {
+    if !device.is_gpu() || !report.gpus.iter().any(|g| g.address == address) {
         let class = device
             .class_name
             .clone()
@@ -164,7 +161,7 @@ fn gpu_device<'a>(
 /// Every address the plan names is a graphics card on this host.
 pub fn plan_devices(plan: &Plan, report: &HostReport) -> Result<(), HelperError> {
     for address in plan.reserve.iter().chain(&plan.release) {
-        gpu_device(address, report)?;
+        gpu_device(report, *address)?;
     }
     Ok(())
 }
@@ -174,7 +171,7 @@ pub fn plan_devices(plan: &Plan, report: &HostReport) -> Result<(), HelperError>
 /// host's screen would take the desktop away.
 pub fn resettable_gpu(text: &str, report: &HostReport) -> Result<PciAddress, HelperError> {
     let address = address_syntax(text)?;
-    let device = gpu_device(&address, report)?;
+    let device = gpu_device(report, address)?;
     match device.driver.as_deref() {
         None | Some(VFIO_DRIVER) => Ok(address),
         Some(driver) => Err(invalid(gettext_f(

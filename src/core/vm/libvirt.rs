@@ -35,7 +35,7 @@ pub struct Libvirt {
 }
 
 impl std::fmt::Debug for Libvirt {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.debug_struct("Libvirt").field("uri", &self.uri()).finish()
     }
 }
@@ -270,7 +270,7 @@ impl VirtError {
 }
 
 impl std::fmt::Display for VirtError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str(&self.message())
     }
 }
