@@ -120,6 +120,9 @@ fn os(windows: WindowsVersion) -> Element {
         .child_if(win11, || el("loader").attr("secure", "yes"))
 }
 
+/// The Hyper-V enlightenments and the code 43 settings. Without KVM, QEMU cannot set the
+/// virtual processor index ("kernel doesn't allow setting HyperV VP_INDEX"), so `vpindex`
+/// and what needs it (`synic`, `stimer`) are left out.
 fn features(spec: &VmSpec) -> Element {
     let c = &spec.code43;
     let hyperv = el("hyperv")
@@ -127,10 +130,10 @@ fn features(spec: &VmSpec) -> Element {
         .child(state_on("relaxed"))
         .child(state_on("vapic"))
         .child(state_on("spinlocks").attr("retries", "8191"))
-        .child(state_on("vpindex"))
+        .child_if(spec.kvm, || state_on("vpindex"))
         .child(state_on("runtime"))
-        .child(state_on("synic"))
-        .child(state_on("stimer").child(state_on("direct")))
+        .child_if(spec.kvm, || state_on("synic"))
+        .child_if(spec.kvm, || state_on("stimer").child(state_on("direct")))
         .child(state_on("reset"))
         .child_opt(
             c.vendor_id
@@ -151,10 +154,17 @@ fn features(spec: &VmSpec) -> Element {
         .child_if(c.ignore_msrs, || el("msrs").attr("unknown", "ignore"))
 }
 
+/// `host-passthrough` under KVM; QEMU's emulation (TCG) cannot pass the host CPU through
+/// (libvirt refuses to start such a VM), so it gets the most it can emulate (`maximum`).
 fn cpu(spec: &VmSpec) -> Element {
     let (sockets, cores, threads) = spec.topology.unwrap_or((1, spec.vcpus, 1));
+    let mode = if spec.kvm {
+        "host-passthrough"
+    } else {
+        "maximum"
+    };
     el("cpu")
-        .attr("mode", "host-passthrough")
+        .attr("mode", mode)
         .attr("check", "none")
         .attr("migratable", "on")
         .child(
