@@ -184,7 +184,7 @@ const RESET_BUG: &[(u16, &str)] = &[
 ];
 
 /// The GPU family with the AMD reset bug that `vendor_id:device_id` belongs to, if any.
-pub fn reset_bug_family(vendor_id: &str, device_id: &str) -> Option<&'static str> {
+pub fn reset_bug_family(vendor_id: &str, device_id: &str) -> Option<String> {
     if normalize(vendor_id) != AMD {
         return None;
     }
@@ -192,7 +192,7 @@ pub fn reset_bug_family(vendor_id: &str, device_id: &str) -> Option<&'static str
     RESET_BUG
         .iter()
         .find(|(id, _)| *id == device)
-        .map(|(_, family)| *family)
+        .map(|(_, family)| (*family).to_owned())
 }
 
 /// For an AMD GPU known to have the reset bug: a sentence recommending the vendor-reset
@@ -201,7 +201,7 @@ pub fn reset_bug_hint(vendor_id: &str, device_id: &str) -> Option<String> {
     let family = reset_bug_family(vendor_id, device_id)?;
     Some(gettext_f(
         "This AMD graphics card ({family}) has the reset bug: it does not reset properly when the virtual machine shuts down, so the virtual machine cannot start with it a second time (the card stays black or Windows shows error code 43) until the host restarts. The vendor-reset kernel module (github.com/gnif/vendor-reset) resets it properly: install it (many distributions package it with DKMS), load it at boot, and on Linux 5.15 or newer also set the card's reset method to device_specific.",
-        &[("family", family)],
+        &[("family", &family)],
     ))
 }
 
@@ -232,14 +232,15 @@ mod tests {
 
     #[test]
     fn reset_bug() {
-        assert_eq!(reset_bug_family("1002", "731f"), Some("Navi 10"));
-        assert_eq!(reset_bug_family("1002", "67ff"), Some("Polaris 11"));
-        assert_eq!(reset_bug_family("1002", "67DF"), Some("Polaris 10"));
-        assert_eq!(reset_bug_family("1002", "6fdf"), Some("Polaris 10"));
-        assert_eq!(reset_bug_family("1002", "687f"), Some("Vega 10"));
-        assert_eq!(reset_bug_family("1002", "66af"), Some("Vega 20"));
-        assert_eq!(reset_bug_family("1002", "7340"), Some("Navi 14"));
-        assert_eq!(reset_bug_family("1002", "7360"), Some("Navi 12"));
+        let family = |v: &str, d: &str| reset_bug_family(v, d);
+        assert_eq!(family("1002", "731f").as_deref(), Some("Navi 10"));
+        assert_eq!(family("1002", "67ff").as_deref(), Some("Polaris 11"));
+        assert_eq!(family("1002", "67DF").as_deref(), Some("Polaris 10"));
+        assert_eq!(family("1002", "6fdf").as_deref(), Some("Polaris 10"));
+        assert_eq!(family("1002", "687f").as_deref(), Some("Vega 10"));
+        assert_eq!(family("1002", "66af").as_deref(), Some("Vega 20"));
+        assert_eq!(family("1002", "7340").as_deref(), Some("Navi 14"));
+        assert_eq!(family("1002", "7360").as_deref(), Some("Navi 12"));
         // RDNA2 (RX 6800, 73bf) resets properly; NVIDIA never needs it.
         assert_eq!(reset_bug_family("1002", "73bf"), None);
         assert_eq!(reset_bug_family("10de", "731f"), None);

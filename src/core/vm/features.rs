@@ -268,7 +268,8 @@ fn features_mut(domain: &mut Element) -> &mut Element {
     )
 }
 
-fn feature_mut<'a>(domain: &'a mut Element, name: &str) -> &'a mut Element {
+fn feature_mut<N: AsRef<str>>(domain: &mut Element, name: N) -> &mut Element {
+    let name = name.as_ref();
     let features = features_mut(domain);
     tree::ensure(
         features,

@@ -134,13 +134,13 @@ pub(crate) fn elements(e: &Element) -> impl Iterator<Item = &Element> {
 }
 
 /// The child elements of `e` named `name` (no namespace).
-pub(crate) fn named<'a>(e: &'a Element, name: &'a str) -> impl Iterator<Item = &'a Element> {
-    elements(e).filter(move |c| c.name == name && c.namespace.is_none())
+pub(crate) fn named<N: AsRef<str>>(e: &Element, name: N) -> impl Iterator<Item = &Element> {
+    elements(e).filter(move |c| c.name == name.as_ref() && c.namespace.is_none())
 }
 
 /// The first child element named `name` (no namespace).
-pub(crate) fn first<'a>(e: &'a Element, name: &str) -> Option<&'a Element> {
-    elements(e).find(|c| c.name == name && c.namespace.is_none())
+pub(crate) fn first<N: AsRef<str>>(e: &Element, name: N) -> Option<&Element> {
+    elements(e).find(|c| c.name == name.as_ref() && c.namespace.is_none())
 }
 
 /// The index in `children` of the first child element named `name` (no namespace).
@@ -152,19 +152,19 @@ pub(crate) fn position(e: &Element, name: &str) -> Option<usize> {
 }
 
 /// The first child element named `name`, mutably.
-pub(crate) fn first_mut<'a>(e: &'a mut Element, name: &str) -> Option<&'a mut Element> {
-    let i = position(e, name)?;
+pub(crate) fn first_mut<N: AsRef<str>>(e: &mut Element, name: N) -> Option<&mut Element> {
+    let i = position(e, name.as_ref())?;
     e.children[i].as_mut_element()
 }
 
 /// The first child element named `name`, created (at `at(e)`, or at the end) if missing.
-pub(crate) fn ensure<'a>(
-    e: &'a mut Element,
-    name: &str,
+pub(crate) fn ensure<N: AsRef<str>>(
+    e: &mut Element,
+    name: N,
     make: impl FnOnce() -> Element,
     at: impl FnOnce(&Element) -> Option<usize>,
-) -> &'a mut Element {
-    let i = match position(e, name) {
+) -> &mut Element {
+    let i = match position(e, name.as_ref()) {
         Some(i) => i,
         None => {
             let i = at(e).unwrap_or(e.children.len()).min(e.children.len());
@@ -183,6 +183,6 @@ pub(crate) fn is_empty(e: &Element) -> bool {
 }
 
 /// An attribute's value.
-pub(crate) fn attr<'a>(e: &'a Element, name: &str) -> Option<&'a str> {
-    e.attributes.get(name).map(String::as_str)
+pub(crate) fn attr<N: AsRef<str>>(e: &Element, name: N) -> Option<&str> {
+    e.attributes.get(name.as_ref()).map(String::as_str)
 }
