@@ -1475,6 +1475,30 @@ proptest! {
 }
 
 proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    /// Any text, and any text spliced into a real domain, is read or refused, never a panic.
+    #[test]
+    fn any_input_is_read_or_refused(
+        junk in ".{0,200}",
+        at in 0..4000usize,
+        edits in proptest::collection::vec(edit_strategy(), 0..3),
+    ) {
+        let _ = features::read(&junk);
+        let _ = features::edit(&junk, &edits);
+        let xml = fixture_xml();
+        let mut at = at.min(xml.len());
+        while !xml.is_char_boundary(at) {
+            at -= 1;
+        }
+        let spliced = format!("{}{junk}{}", &xml[..at], &xml[at..]);
+        if let Ok(out) = features::edit(&spliced, &edits) {
+            prop_assert!(features::read(&out).is_ok());
+        }
+    }
+}
+
+proptest! {
     // Each case runs virt-xml-validate: fewer cases.
     #![proptest_config(ProptestConfig::with_cases(24))]
 
