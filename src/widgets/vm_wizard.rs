@@ -809,7 +809,7 @@ impl PtVmWizard {
             async move {
                 let volume = match &spec.storage {
                     Storage::NewVolume { pool, size_gib } => {
-                        Some((pool.clone(), format!("{}.qcow2", spec.name), *size_gib))
+                        Some((pool.clone(), xml::volume_name(&spec.name), *size_gib))
                     }
                     _ => None,
                 };
