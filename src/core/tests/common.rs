@@ -23,6 +23,20 @@ pub fn fixture(name: &str) -> PathBuf {
     p
 }
 
+/// A copy of a whole fixture root in a temporary directory (symlinks kept).
+pub fn copy_fixture(name: &str) -> (tempfile::TempDir, HostRoot) {
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("root");
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(fixture(name))
+        .arg(&dest)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    (dir, HostRoot::new(dest))
+}
+
 pub fn fixture_names() -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(top().join("tests/fixtures/roots"))
         .unwrap()

@@ -15,7 +15,7 @@ use passthrough_core::plan_render::{self, render, unified_diff, PlanError};
 use passthrough_core::transaction::{self, HostRunner};
 use passthrough_core::{HostReport, HostRoot, ScanOptions};
 
-use common::{ctl, fixture};
+use common::{copy_fixture, ctl, fixture};
 
 fn stdout(o: &std::process::Output) -> String {
     String::from_utf8(o.stdout.clone()).unwrap()
@@ -23,19 +23,6 @@ fn stdout(o: &std::process::Output) -> String {
 
 fn addr(s: &str) -> PciAddress {
     s.parse().unwrap()
-}
-
-fn copy_fixture(name: &str) -> (tempfile::TempDir, HostRoot) {
-    let dir = tempfile::tempdir().unwrap();
-    let dest = dir.path().join("root");
-    let status = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(fixture(name))
-        .arg(&dest)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    (dir, HostRoot::new(dest))
 }
 
 fn scan(root: &HostRoot) -> HostReport {

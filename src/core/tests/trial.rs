@@ -20,17 +20,9 @@ const RECORDER: &str = "#!/bin/sh\n\
 mkdir -p \"$PASSTHROUGH_ROOT/var/log\"\n\
 echo \"$(basename \"$0\") $*\" >> \"$PASSTHROUGH_ROOT/var/log/passthrough-recorder.log\"\n";
 
-fn copy_fixture(name: &str) -> (tempfile::TempDir, HostRoot) {
-    let dir = tempfile::tempdir().unwrap();
-    let dest = dir.path().join("root");
-    let status = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(fixture(name))
-        .arg(&dest)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let root = HostRoot::new(dest);
+/// A copy of a fixture with recorders for the trial's commands.
+fn copy_with_recorders(name: &str) -> (tempfile::TempDir, HostRoot) {
+    let (dir, root) = common::copy_fixture(name);
     // Recorders in place of the fixture's empty stand-ins too.
     for name in [
         "grub-reboot",
@@ -75,7 +67,7 @@ fn quiet(_: &Progress) {}
 
 #[test]
 fn grub_trial_is_a_custom_cfg_entry_booted_once() {
-    let (_d, root) = copy_fixture("b550-blog");
+    let (_d, root) = copy_with_recorders("b550-blog");
     let report = scan(&root);
     let r = render(&root, &report, &trial_plan("0000:08:00.0")).unwrap();
     // /etc/default/grub is left alone; the trial entry carries the arguments.
@@ -123,7 +115,7 @@ fn grub_trial_is_a_custom_cfg_entry_booted_once() {
 
 #[test]
 fn systemd_boot_trial_copies_the_running_kernels_entry() {
-    let (_d, root) = copy_fixture("boot-sdboot-debian");
+    let (_d, root) = copy_with_recorders("boot-sdboot-debian");
     let report = scan(&root);
     let plan = Plan {
         iommu_pt: true,
@@ -193,7 +185,7 @@ fn hosts_without_a_one_shot_boot_refuse_with_the_reason() {
     assert!(matches!(err, PlanError::Trial(_)));
     assert!(err.message().contains("0000:08:00.0"), "{}", err.message());
     // A grub.cfg without the one-shot block cannot start a trial entry.
-    let (_d, copy) = copy_fixture("b550-blog");
+    let (_d, copy) = copy_with_recorders("b550-blog");
     let cfg = copy.read_string("/boot/grub/grub.cfg").unwrap();
     fs::write(
         copy.path("/boot/grub/grub.cfg"),
@@ -206,7 +198,7 @@ fn hosts_without_a_one_shot_boot_refuse_with_the_reason() {
 
 #[test]
 fn a_users_custom_cfg_keeps_its_entries() {
-    let (_d, root) = copy_fixture("b550-blog");
+    let (_d, root) = copy_with_recorders("b550-blog");
     let mine = "menuentry 'Windows' {\n\tchainloader /EFI/Microsoft/Boot/bootmgfw.efi\n}\n";
     fs::write(root.path("/boot/grub/custom.cfg"), mine).unwrap();
     let report = scan(&root);
@@ -236,7 +228,7 @@ fn a_users_custom_cfg_keeps_its_entries() {
 /// again, and every file is back), and making it permanent.
 #[test]
 fn a_trial_through_transactions_and_restarts() {
-    let (_d, root) = copy_fixture("b550-blog");
+    let (_d, root) = copy_with_recorders("b550-blog");
     let report = scan(&root);
     let runner = HostRunner::new(root.clone());
     let grub_before = root.read_string("/etc/default/grub").unwrap();
