@@ -9,6 +9,7 @@ pub mod checks;
 pub mod cmdline;
 pub mod cpu;
 pub mod dbus;
+pub mod diagnose;
 pub mod firmware;
 pub mod gpu;
 pub mod i18n;

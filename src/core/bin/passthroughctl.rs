@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use passthrough_core::checks::{self, Status};
+use passthrough_core::diagnose;
 use passthrough_core::gpu::Verdict;
 use passthrough_core::i18n::gettext_f;
 use passthrough_core::pci::PciAddress;
@@ -18,7 +19,7 @@ use passthrough_core::{markdown, plan_render, HostReport, HostRoot, ScanOptions}
 use serde_json::json;
 
 const COMMANDS: &[&str] = &[
-    "report", "check", "groups", "gpus", "plan", "vm-xml", "launch",
+    "report", "check", "groups", "gpus", "plan", "vm-xml", "launch", "diagnose",
 ];
 
 struct Args {
@@ -32,6 +33,17 @@ struct Args {
     vm: VmArgs,
     /// `launch NAME|UUID [--uri URI]`.
     launch: Option<(String, Option<String>)>,
+    /// The options of `diagnose`.
+    diagnose: DiagnoseArgs,
+}
+
+/// `diagnose [--vm NAME] [--qemu-log FILE] [--kernel-log FILE] [--xml FILE]`.
+#[derive(Default)]
+struct DiagnoseArgs {
+    vm: Option<String>,
+    qemu_log: Option<PathBuf>,
+    kernel_log: Option<PathBuf>,
+    xml: Option<PathBuf>,
 }
 
 /// `vm-xml`'s choices as given; [`vm_spec`] makes a [`VmSpec`] of them.
@@ -51,7 +63,7 @@ struct VmArgs {
 
 fn usage() -> String {
     gettext_f(
-        "Usage: passthroughctl [--root DIR] [--json] [--user NAME] COMMAND\n\nCommands:\n  report   the whole host as Markdown, ready for a forum post\n  check    the system check; exits 1 when something needed is missing\n  groups   IOMMU groups and their devices\n  gpus     graphics cards with their passthrough verdicts\n  plan     the file changes and commands of a boot configuration, as a diff (changes nothing)\n  vm-xml   the libvirt domain XML of a Windows gaming VM (defines nothing)\n  launch NAME|UUID   start a VM (after the boot GPU fix when it holds the boot GPU) and open its screen; exits 1 when it does not run\n\nOptions:\n  --root DIR    read the host from DIR instead of /\n  --json        print JSON\n  --user NAME   check NAME's libvirt group membership\n  -h, --help    show this help\n  -V, --version show the version\n\nOptions of plan:\n  --iommu            turn the IOMMU on (intel_iommu=on on Intel)\n  --gpu ADDR         reserve the GPU at ADDR and its other functions for vfio-pci\n  --release ADDR     remove the reservation of the GPU at ADDR\n  --iommu-pt         add iommu=pt\n  --acs-override     add pcie_acs_override=downstream,multifunction\n  --ignore-msrs      add kvm.ignore_msrs=1 kvm.report_ignored_msrs=0\n  --boot-gpu-fix     keep the firmware framebuffer off the boot GPU\n  --try-once         boot the new kernel arguments once (grub-reboot, bootctl set-oneshot)\n  --by ids|address   how to reserve (default: by IDs unless another device has the same IDs)\n\nOptions of vm-xml:\n  --name NAME              the VM's name (required)\n  --gpu ADDR               pass through the GPU at ADDR with its IOMMU group, with its vendor's code 43 settings\n  --windows 10|11          the Windows version (default 11: Secure Boot and a TPM)\n  --memory MIB             memory in MiB (default 8192)\n  --vcpus N                processors (default 4)\n  --iso PATH               the Windows installation ISO\n  --virtio-iso PATH        the virtio-win drivers ISO\n  --disk PATH              an existing disk image or /dev/ disk as the system disk\n  --disk-size GIB          a new disk of GIB GiB in the pool “default” (default 128)\n  --network bridge:BR|network:NAME   the network (default network:default)\n  --no-kvm                 a QEMU-emulated VM (no KVM)\n\nOptions of launch:\n  --uri URI   the libvirt connection (default qemu:///system, or $PASSTHROUGH_LIBVIRT_URI)",
+        "Usage: passthroughctl [--root DIR] [--json] [--user NAME] COMMAND\n\nCommands:\n  report   the whole host as Markdown, ready for a forum post\n  check    the system check; exits 1 when something needed is missing\n  groups   IOMMU groups and their devices\n  gpus     graphics cards with their passthrough verdicts\n  plan     the file changes and commands of a boot configuration, as a diff (changes nothing)\n  vm-xml   the libvirt domain XML of a Windows gaming VM (defines nothing)\n  diagnose  known problems of the host, a VM's logs and its XML, with cause and fix; exits 1 when it finds one\n  launch NAME|UUID   start a VM (after the boot GPU fix when it holds the boot GPU) and open its screen; exits 1 when it does not run\n\nOptions:\n  --root DIR    read the host from DIR instead of /\n  --json        print JSON\n  --user NAME   check NAME's libvirt group membership\n  -h, --help    show this help\n  -V, --version show the version\n\nOptions of plan:\n  --iommu            turn the IOMMU on (intel_iommu=on on Intel)\n  --gpu ADDR         reserve the GPU at ADDR and its other functions for vfio-pci\n  --release ADDR     remove the reservation of the GPU at ADDR\n  --iommu-pt         add iommu=pt\n  --acs-override     add pcie_acs_override=downstream,multifunction\n  --ignore-msrs      add kvm.ignore_msrs=1 kvm.report_ignored_msrs=0\n  --boot-gpu-fix     keep the firmware framebuffer off the boot GPU\n  --try-once         boot the new kernel arguments once (grub-reboot, bootctl set-oneshot)\n  --by ids|address   how to reserve (default: by IDs unless another device has the same IDs)\n\nOptions of vm-xml:\n  --name NAME              the VM's name (required)\n  --gpu ADDR               pass through the GPU at ADDR with its IOMMU group, with its vendor's code 43 settings\n  --windows 10|11          the Windows version (default 11: Secure Boot and a TPM)\n  --memory MIB             memory in MiB (default 8192)\n  --vcpus N                processors (default 4)\n  --iso PATH               the Windows installation ISO\n  --virtio-iso PATH        the virtio-win drivers ISO\n  --disk PATH              an existing disk image or /dev/ disk as the system disk\n  --disk-size GIB          a new disk of GIB GiB in the pool “default” (default 128)\n  --network bridge:BR|network:NAME   the network (default network:default)\n  --no-kvm                 a QEMU-emulated VM (no KVM)\n\nOptions of launch:\n  --uri URI   the libvirt connection (default qemu:///system, or $PASSTHROUGH_LIBVIRT_URI)\n\nOptions of diagnose:\n  --vm NAME          the VM's QEMU log (ROOT/var/log/libvirt/qemu/NAME.log) and XML (ROOT/etc/libvirt/qemu/NAME.xml)\n  --qemu-log FILE    a QEMU log to read\n  --kernel-log FILE  a kernel log to read (journalctl -k, dmesg)\n  --xml FILE         a domain XML to read",
         &[],
     )
 }
@@ -73,6 +85,8 @@ fn parse(argv: Vec<String>) -> Result<Parsed, String> {
     let mut vm_option = None;
     let mut launch_target = None;
     let mut uri = None;
+    let mut diagnose = DiagnoseArgs::default();
+    let mut diagnose_option = None;
     let mut it = argv.into_iter();
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -91,6 +105,24 @@ fn parse(argv: Vec<String>) -> Result<Parsed, String> {
             "--user" => user = Some(value("--user")?),
             "--json" => json = true,
             "--uri" => uri = Some(value("--uri")?),
+            "--vm" | "--qemu-log" | "--kernel-log" | "--xml" => {
+                diagnose_option.get_or_insert_with(|| flag.clone());
+                let v = value(&flag)?;
+                match flag.as_str() {
+                    "--vm" => {
+                        if v.contains('/') || v.starts_with('.') {
+                            return Err(gettext_f(
+                                "--vm takes the name of a virtual machine, not {value}",
+                                &[("value", &v)],
+                            ));
+                        }
+                        diagnose.vm = Some(v);
+                    }
+                    "--qemu-log" => diagnose.qemu_log = Some(PathBuf::from(v)),
+                    "--kernel-log" => diagnose.kernel_log = Some(PathBuf::from(v)),
+                    _ => diagnose.xml = Some(PathBuf::from(v)),
+                }
+            }
             "--name" | "--windows" | "--memory" | "--vcpus" | "--iso" | "--virtio-iso"
             | "--disk" | "--disk-size" | "--network" | "--no-kvm" => {
                 vm_option.get_or_insert_with(|| flag.clone());
@@ -196,6 +228,12 @@ fn parse(argv: Vec<String>) -> Result<Parsed, String> {
             &[("option", option), ("command", &command)],
         ));
     }
+    if let Some(option) = diagnose_option.as_deref().filter(|_| command != "diagnose") {
+        return Err(gettext_f(
+            "{option} is an option of diagnose, not of {command}",
+            &[("option", option), ("command", &command)],
+        ));
+    }
     if uri.is_some() && command != "launch" {
         return Err(gettext_f(
             "{option} is an option of launch, not of {command}",
@@ -230,6 +268,7 @@ fn parse(argv: Vec<String>) -> Result<Parsed, String> {
         plan,
         vm,
         launch: launch_target.map(|target| (target, uri)),
+        diagnose,
     })))
 }
 
@@ -375,7 +414,18 @@ fn main() -> ExitCode {
     );
     let mut code = ExitCode::SUCCESS;
     let text = match (args.command.as_str(), args.json) {
-        ("report", false) => markdown::report(&report),
+        ("report", false) => {
+            let inputs = diagnose::Inputs {
+                report: &report,
+                kernel_log: None,
+                qemu_log: None,
+                domain_xml: None,
+                vm_name: None,
+            };
+            let mut text = markdown::report(&report);
+            text.push_str(&diagnose::problems_markdown(&diagnose::diagnose(&inputs)));
+            text
+        }
         ("report", true) => {
             let checks = checks::run(&report);
             to_json(&json!({ "host": report, "checks": checks }))
@@ -409,6 +459,18 @@ fn main() -> ExitCode {
             );
             return ExitCode::from(code);
         }
+        ("diagnose", json) => match run_diagnose(&root, &report, &args.diagnose, json) {
+            Ok((text, found)) => {
+                if found {
+                    code = ExitCode::from(1);
+                }
+                text
+            }
+            Err(msg) => {
+                eprintln!("passthroughctl: {}", one_line(&msg));
+                return ExitCode::from(2);
+            }
+        },
         ("vm-xml", json) => {
             let xml = vm_spec(&report, &args.vm, args.plan.reserve.first()).and_then(|spec| {
                 let xml = vm_xml::domain_xml(&spec).map_err(|e| e.message().to_owned())?;
@@ -447,6 +509,89 @@ fn main() -> ExitCode {
         // A closed pipe (| head) is not an error worth a message.
     }
     code
+}
+
+/// `diagnose`: the problems found, as text or JSON, and whether there were any.
+fn run_diagnose(
+    root: &HostRoot,
+    report: &HostReport,
+    args: &DiagnoseArgs,
+    json: bool,
+) -> Result<(String, bool), String> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path)
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .map_err(|e| {
+                gettext_f(
+                    "cannot read {path}: {error}",
+                    &[
+                        ("path", &path.display().to_string()),
+                        ("error", &e.to_string()),
+                    ],
+                )
+            })
+    };
+    // Given files must be readable; the VM's own files are read when they exist.
+    let vm_file = |host_path: String| {
+        let path = root.path(&host_path);
+        path.is_file().then(|| read(&path)).transpose()
+    };
+    let qemu_log = match (&args.qemu_log, &args.vm) {
+        (Some(path), _) => Some(read(path)?),
+        (None, Some(vm)) => vm_file(format!("/var/log/libvirt/qemu/{vm}.log"))?,
+        (None, None) => None,
+    };
+    let domain_xml = match (&args.xml, &args.vm) {
+        (Some(path), _) => Some(read(path)?),
+        (None, Some(vm)) => vm_file(format!("/etc/libvirt/qemu/{vm}.xml"))?,
+        (None, None) => None,
+    };
+    let kernel_log = args.kernel_log.as_deref().map(read).transpose()?;
+    let inputs = diagnose::Inputs {
+        report,
+        kernel_log: kernel_log.as_deref(),
+        qemu_log: qemu_log.as_deref(),
+        domain_xml: domain_xml.as_deref(),
+        vm_name: args.vm.as_deref(),
+    };
+    let problems = diagnose::diagnose(&inputs);
+    let text = if json {
+        let list: Vec<serde_json::Value> = problems
+            .iter()
+            .map(|p| {
+                json!({
+                    "id": p.id, "title": p.title, "cause": p.cause, "fix": p.fix,
+                    "evidence": p.evidence, "fix_action": p.fix_action,
+                })
+            })
+            .collect();
+        to_json(&json!({ "problems": list }))
+    } else if problems.is_empty() {
+        format!("{}\n", gettext_f("No known problem was found.", &[]))
+    } else {
+        let mut out = String::new();
+        for p in &problems {
+            out.push_str(&format!(
+                "[{}] {}\n  {} {}\n  {} {}\n  {} {}\n",
+                p.id,
+                p.title,
+                gettext_f("Found:", &[]),
+                p.evidence,
+                gettext_f("Cause:", &[]),
+                p.cause,
+                gettext_f("Fix:", &[]),
+                p.fix
+            ));
+            if p.fix_action.is_some() {
+                out.push_str(&format!(
+                    "  {}\n",
+                    gettext_f("Passthrough can apply this fix.", &[])
+                ));
+            }
+        }
+        out
+    };
+    Ok((text, !problems.is_empty()))
 }
 
 /// The plan's diff and commands, then its notes (or a line saying that nothing changes).
