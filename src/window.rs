@@ -32,7 +32,9 @@ use passthrough_core::checks::{self, Check};
 use passthrough_core::{HostReport, HostRoot, ScanOptions};
 
 use crate::application::PtApplication;
-use crate::pages::{GpuView, PtBootPage, PtGpuPage, PtLaunchPage, PtSystemPage, PtVmPage};
+use crate::pages::{
+    GpuView, PtBootPage, PtGpuPage, PtLaunchPage, PtSystemPage, PtTroubleshootPage, PtVmPage,
+};
 
 /// The steps, in the order of the sidebar; `--page` and `win.show-page` take these names.
 pub const PAGES: &[&str] = &[
@@ -101,6 +103,8 @@ mod imp {
         pub(super) vm_page: TemplateChild<PtVmPage>,
         #[template_child]
         pub(super) launch_page: TemplateChild<PtLaunchPage>,
+        #[template_child]
+        pub(super) troubleshoot_page: TemplateChild<PtTroubleshootPage>,
         /// The VM steps were shown once (libvirt is reached only from then on).
         pub(super) vms_listed: Cell<bool>,
 
@@ -126,6 +130,7 @@ mod imp {
             PtBootPage::ensure_type();
             PtVmPage::ensure_type();
             PtLaunchPage::ensure_type();
+            PtTroubleshootPage::ensure_type();
             klass.bind_template();
             klass.bind_template_instance_callbacks();
 
@@ -246,6 +251,7 @@ impl PtWindow {
         win.imp().system_page.set_root(root);
         win.imp().boot_page.set_root(root);
         win.imp().vm_page.set_root(root);
+        win.imp().troubleshoot_page.set_root(root);
         app.bind_property("show-all-devices", &*win.imp().gpu_page, "show-all-devices")
             .sync_create()
             .build();
@@ -321,6 +327,25 @@ impl PtWindow {
             imp.vms_listed.set(true);
             self.refresh_vms();
         }
+    }
+
+    /// A fix from the Troubleshooting step that is a boot plan: shown on the Boot
+    /// configuration step, previewed, applied only with Apply.
+    pub fn fix_with_plan(&self, plan: &passthrough_core::plan::Plan) {
+        self.show_page("boot");
+        self.imp().boot_page.load_plan(plan);
+    }
+
+    /// A fix from the Troubleshooting step that changes a VM's settings: applied to its XML
+    /// and defined again, as the Passthrough settings do.
+    pub fn fix_vm(&self, name: &str, edits: Vec<passthrough_core::vm::features::Edit>) {
+        self.imp().vm_page.apply_edits(name, edits);
+    }
+
+    /// Diagnoses a VM on the Troubleshooting step (the VM step's Diagnose).
+    pub fn diagnose_vm(&self, name: &str, xml: &str) {
+        self.show_page("troubleshoot");
+        self.imp().troubleshoot_page.set_vm(name, xml);
     }
 
     /// Lists the VMs again on the Virtual machine and Launch steps.
@@ -421,6 +446,7 @@ impl PtWindow {
                 imp.gpu_page.set_scan(&scan);
                 imp.boot_page.set_scan(&scan);
                 imp.vm_page.set_scan(&scan);
+                imp.troubleshoot_page.set_scan(&scan);
                 imp.scan.replace(Some(scan));
                 if first {
                     self.after_first_scan();
@@ -501,6 +527,7 @@ impl PtWindow {
             self.clone().upcast(),
             imp.vm_page.clone().upcast(),
             imp.launch_page.clone().upcast(),
+            imp.troubleshoot_page.clone().upcast(),
             imp.boot_page.clone().upcast(),
         ];
         widgets.extend(self.dialog().map(|d| d.widget().upcast()));
@@ -555,6 +582,12 @@ impl PtWindow {
                 ),
                 None => println!("scan-failed: page={}", self.visible_page()),
             }
+            let ts = &self.imp().troubleshoot_page;
+            println!(
+                "troubleshoot: problems={} kb-visible={}",
+                ts.problem_ids().join(","),
+                ts.visible_entries()
+            );
             let vm = &self.imp().vm_page;
             if self.imp().vms_listed.get() {
                 println!(

@@ -260,9 +260,12 @@ fn fresh_copy() -> (tempfile::TempDir, PathBuf) {
     (temp, root)
 }
 
+/// The plan the app sends: the card, and on this AMD host with the IOMMU on the IOMMU
+/// "enabled" too, which removes the post's invalid amd_iommu=on.
 fn plan() -> Plan {
     Plan {
         reserve: vec![CARD.parse().unwrap()],
+        enable_iommu: true,
         ..Plan::default()
     }
 }

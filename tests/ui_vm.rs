@@ -1,4 +1,4 @@
-//! The Virtual machine and Launch steps of the real app under Xvfb, on libvirt's real test
+//! The Virtual machine, Launch and Troubleshooting steps of the real app under Xvfb, on libvirt's real test
 //! driver (`test:///default`, through the app's own libvirt connection): the wizard's review
 //! with its XML, creating a VM whose name has quotes, `<`, `&` and Chinese, its launcher in
 //! the app grid (checked by desktop-file-validate), starting it, the Passthrough settings
@@ -340,4 +340,73 @@ fn an_unreachable_libvirt_is_explained() {
     assert_eq!(r.field("vms: ", "connected"), "false", "{}", r.all());
     let error = r.line("vm-error: ");
     assert!(error.contains(uri), "{error}");
+}
+
+#[test]
+fn troubleshooting_finds_the_blogs_problems_and_fixes_them_on_the_boot_step() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    for lang in ["en", "zh_CN"] {
+        let r = run(
+            lang,
+            "win.show-page::troubleshoot;troubleshoot.copy-report",
+            "troubleshoot",
+            false,
+        );
+        let problems = r.field("troubleshoot: ", "problems");
+        // The post's machine: amd_iommu=on on the command line, and the GTX 1060 it passes
+        // through is the boot GPU.
+        assert!(problems.contains("amd-iommu-on"), "{problems}");
+        assert!(r.line("report-has-problems: ") == "true", "{}", r.all());
+        let bytes: usize = r.line("report-bytes: ").parse().unwrap();
+        assert!(bytes > 1000, "{bytes}");
+    }
+    // Its Fix goes to the Boot configuration step with a plan that removes amd_iommu=on.
+    let r = run(
+        "en",
+        "win.show-page::troubleshoot;troubleshoot.fix::amd-iommu-on",
+        "troubleshoot-fix",
+        false,
+    );
+    let ready = r.line("ready: ");
+    assert!(ready.contains("page=boot"), "{ready}");
+    assert!(!ready.contains("preview=0 "), "{ready}");
+    // The knowledge base is searchable.
+    let all: usize = run(
+        "en",
+        "win.show-page::troubleshoot",
+        "troubleshoot-kb",
+        false,
+    )
+    .field("troubleshoot: ", "kb-visible")
+    .parse()
+    .unwrap();
+    let r = run(
+        "en",
+        "win.show-page::troubleshoot;troubleshoot.search::parsec",
+        "troubleshoot-search",
+        false,
+    );
+    let found: usize = r.field("troubleshoot: ", "kb-visible").parse().unwrap();
+    assert!(found >= 2 && found < all, "{found} of {all}");
+}
+
+#[test]
+fn diagnose_a_vm_from_the_vm_step() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // A VM with the boot GPU and no settings against error 43: its XML is diagnosed too.
+    let r = run(
+        "en",
+        &create_actions(&format!(
+            ";vm.settings::{NAME};panel.set-code43(false);panel.save;vm.diagnose::{NAME}"
+        )),
+        "troubleshoot-vm",
+        false,
+    );
+    assert!(
+        r.line("ready: ").contains("page=troubleshoot"),
+        "{}",
+        r.all()
+    );
+    let problems = r.field("troubleshoot: ", "problems");
+    assert!(!problems.is_empty(), "{}", r.all());
 }

@@ -116,6 +116,8 @@ mod imp {
         pub(super) progress_lines: Cell<usize>,
         /// The applied trial whose entry is still there, and how it went.
         pub(super) trial: RefCell<Option<(TransactionRecord, TrialStatus)>>,
+        /// The host has an AMD processor.
+        pub(super) amd: Cell<bool>,
         /// Try once was offered already (it is switched on by default only the first time).
         pub(super) trial_offered: Cell<bool>,
     }
@@ -285,6 +287,7 @@ impl PtBootPage {
         imp.gpu_checks.replace(checks);
 
         let amd = report.cpu.as_ref().map(|c| c.vendor) == Some(CpuVendor::Amd);
+        imp.amd.set(amd);
         let set_switch = |switch: &gtk::Switch, on: bool| {
             // What the running kernel already has is shown on; turning it off again is what
             // Rollback is for.
@@ -423,6 +426,37 @@ impl PtBootPage {
         self.imp().progress_lines.get()
     }
 
+    /// Sets the step's choices from a plan (a fix proposed by the Troubleshooting step); the
+    /// preview then shows what it changes, and nothing is applied before Apply.
+    pub fn load_plan(&self, plan: &Plan) {
+        let imp = self.imp();
+        let set = |switch: &gtk::Switch, on: bool| {
+            if on && switch.is_sensitive() {
+                switch.set_active(true);
+            }
+        };
+        set(&imp.iommu_switch, plan.enable_iommu);
+        set(&imp.pt_switch, plan.iommu_pt);
+        set(&imp.msrs_switch, plan.ignore_msrs);
+        set(&imp.fb_switch, plan.boot_gpu_fix);
+        set(&imp.acs_switch, plan.acs_override);
+        for (addr, _, check) in imp.gpu_checks.borrow().iter() {
+            if plan.reserve.contains(addr) && check.is_sensitive() {
+                check.set_active(true);
+            }
+            if plan.release.contains(addr) {
+                check.set_active(false);
+            }
+        }
+        imp.bind_row.set_selected(match plan.bind_by {
+            BindBy::Auto => 0,
+            BindBy::Ids => 1,
+            BindBy::Address => 2,
+        });
+        self.refresh_preview();
+        self.show_changes();
+    }
+
     /// Sets the Try Once First switch, where the host can try once.
     pub fn set_try_once(&self, on: bool) {
         let switch = &self.imp().trial_switch;
@@ -439,7 +473,10 @@ impl PtBootPage {
     fn plan(&self) -> Plan {
         let imp = self.imp();
         let mut plan = Plan {
-            enable_iommu: imp.iommu_switch.is_active() && imp.iommu_switch.is_sensitive(),
+            // On AMD the switch only shows the IOMMU's state (nothing to add), but the plan
+            // still asks for it: that removes an invalid amd_iommu=on or an amd_iommu=off.
+            enable_iommu: imp.iommu_switch.is_active()
+                && (imp.iommu_switch.is_sensitive() || imp.amd.get()),
             iommu_pt: imp.pt_switch.is_active() && imp.pt_switch.is_sensitive(),
             ignore_msrs: imp.msrs_switch.is_active() && imp.msrs_switch.is_sensitive(),
             boot_gpu_fix: imp.fb_switch.is_active() && imp.fb_switch.is_sensitive(),

@@ -66,6 +66,7 @@ mod imp {
                 ("vm.add-launcher", Op::AddLauncher),
                 ("vm.remove-launcher", Op::RemoveLauncher),
                 ("vm.delete", Op::Delete),
+                ("vm.diagnose", Op::Diagnose),
             ] {
                 klass.install_action(name, Some(glib::VariantTy::STRING), move |page, _, p| {
                     if let Some(uuid) = p.and_then(|p| p.str()) {
@@ -102,6 +103,7 @@ enum Op {
     AddLauncher,
     RemoveLauncher,
     Delete,
+    Diagnose,
 }
 
 /// Where launchers go: `$XDG_DATA_HOME` (`~/.local/share`).
@@ -317,6 +319,7 @@ impl PtVmPage {
         menu.append_section(None, &section);
         let section = gio::Menu::new();
         section.append_item(&item(&gettext("_Passthrough Settings…"), "vm.settings"));
+        section.append_item(&item(&gettext("D_iagnose"), "vm.diagnose"));
         if has_launcher {
             section.append_item(&item(
                 &gettext("_Remove from App Grid"),
@@ -380,6 +383,29 @@ impl PtVmPage {
                 }
                 self.refresh_all();
             }
+            Op::Diagnose => {
+                let service = self.service();
+                self.begin();
+                glib::spawn_future_local(glib::clone!(
+                    #[weak(rename_to = page)]
+                    self,
+                    async move {
+                        let id = domain.uuid.clone();
+                        match service
+                            .call(move |c| c.xml(&id).map_err(|e| e.message()))
+                            .await
+                        {
+                            Ok(xml) => {
+                                if let Some(w) = page.window() {
+                                    w.diagnose_vm(&domain.name, &xml);
+                                }
+                            }
+                            Err(message) => page.error(&message),
+                        }
+                        page.end();
+                    }
+                ));
+            }
             Op::Delete => {
                 glib::spawn_future_local(glib::clone!(
                     #[weak(rename_to = page)]
@@ -429,6 +455,42 @@ impl PtVmPage {
                 ));
             }
         }
+    }
+
+    /// Changes a VM's settings (a fix from the Troubleshooting step) and defines it again.
+    pub fn apply_edits(&self, name: &str, edits: Vec<features::Edit>) {
+        let Some(domain) = self.domain(name) else {
+            self.error(&gettext_f(
+                "There is no virtual machine “{name}”.",
+                &[("name", name)],
+            ));
+            return;
+        };
+        let service = self.service();
+        self.begin();
+        glib::spawn_future_local(glib::clone!(
+            #[weak(rename_to = page)]
+            self,
+            async move {
+                let id = domain.uuid.clone();
+                let result = service
+                    .call(move |c| {
+                        let xml = c.xml(&id).map_err(|e| e.message())?;
+                        let new =
+                            features::edit(&xml, &edits).map_err(|e| e.message().to_owned())?;
+                        c.define(&new).map_err(|e| e.message())
+                    })
+                    .await;
+                match result {
+                    Ok(_) => page.toast(&gettext_f(
+                        "The settings of “{name}” were changed. Start it again to use them.",
+                        &[("name", &domain.name)],
+                    )),
+                    Err(message) => page.error(&message),
+                }
+                page.end();
+            }
+        ));
     }
 
     async fn delete(&self, domain: DomainInfo) {
