@@ -172,7 +172,7 @@ impl PtTroubleshootPage {
         };
         imp.kernel_log.replace(kernel);
         let qemu = imp.vm.borrow().as_ref().and_then(|(name, _)| {
-            root.read_string(&format!("/var/log/libvirt/qemu/{name}.log"))
+            root.read_string(format!("/var/log/libvirt/qemu/{name}.log"))
                 .ok()
         });
         imp.qemu_log.replace(qemu);
