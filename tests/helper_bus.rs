@@ -152,6 +152,7 @@ fn helper_on_a_private_system_bus_with_polkit() {
     for id in [
         "io.github.passthrough.configure-host",
         "io.github.passthrough.manage-devices",
+        "io.github.passthrough.read-logs",
     ] {
         use zbus_polkit::policykit1::ImplicitAuthorization as Auth;
         let action = actions
@@ -411,6 +412,7 @@ fn helper_on_a_private_system_bus_with_polkit() {
     assert!(records.iter().any(|r| r.id.to_string() == interrupted));
 
     reset_gpu_scenarios(&bus, &conn);
+    read_log_scenarios(&bus, &conn);
 
     eprintln!(
         "bus at {}, polkitd pid {}, dbus-daemon pid {}",
@@ -489,6 +491,127 @@ fn reset_gpu_scenarios(bus: &Bus, conn: &zbus::Connection) {
     let log = bus.helper_log();
     assert!(
         log.contains("io.github.passthrough.manage-devices") && log.contains("ResetGpu"),
+        "{log}"
+    );
+}
+
+/// `ReadLog` on a root of its own: polkit `read-logs` first (nobody is refused whatever the
+/// arguments, and gets no text), then the arguments (a bad kind, a path or an empty name:
+/// InvalidArgument), then the log: the root's kernel log file, a VM's QEMU log whose name has
+/// quotes, spaces and Chinese, never a symlink planted as a VM's log, and the last 1 MiB of a
+/// 3 MiB log, ending with its last line. Nothing in the root changes.
+fn read_log_scenarios(bus: &Bus, conn: &zbus::Connection) {
+    const VM: &str = "Game's \"VM\" 游戏";
+    let temp = root_copy("b550-blog");
+    let root = temp.path().join("root");
+    let qemu_dir = root.join("var/log/libvirt/qemu");
+    std::fs::create_dir_all(&qemu_dir).unwrap();
+    let kernel_log = "kernel: Linux version 6.1.0-13-amd64\n\
+        kernel: vfio-pci 0000:08:00.0: BAR 1: can't reserve [mem 0xd0000000-0xdfffffff 64bit pref]\n";
+    std::fs::write(root.join("var/log/kern.log"), kernel_log).unwrap();
+    let qemu_log = "2026-01-01 12:00:00.000+0000: starting up libvirt version: 9.0.0\n\
+        qemu-system-x86_64: -device vfio-pci,host=0000:08:00.0: vfio 0000:08:00.0: failed to setup container\n";
+    std::fs::write(qemu_dir.join(format!("{VM}.log")), qemu_log).unwrap();
+    // A symlink planted as a VM's log, to a file only root may read.
+    std::os::unix::fs::symlink("/etc/shadow", qemu_dir.join("planted.log")).unwrap();
+    // A 3 MiB log.
+    let mut big = String::new();
+    let mut n = 0;
+    while big.len() < 3 * 1024 * 1024 {
+        big.push_str(&format!("2026-01-01 qemu line {n}: 日志 text\n"));
+        n += 1;
+    }
+    let last_line = format!("2026-01-01 qemu line {}: 日志 text\n", n - 1);
+    std::fs::write(qemu_dir.join("big.log"), &big).unwrap();
+    let before = snapshot(&root);
+    let shadow = std::fs::read_to_string("/etc/shadow").unwrap_or_default();
+    let shadow_line = shadow.lines().find(|l| l.contains(':')).unwrap_or("root:");
+    let _helper = bus.helper(&root, 0);
+    bus.wait_for_name(BUS_NAME, Duration::from_secs(10));
+    let proxy = zbus::block_on(Helper1Proxy::new(conn)).unwrap();
+
+    for (kind, vm) in [
+        ("kernel", ""),
+        ("qemu", VM),
+        ("qemu", "planted"),
+        ("qemu", "../x"),
+        ("nonsense", ""),
+    ] {
+        let out = bus.call_helper_as_nobody("ReadLog", &[&gvariant_str(kind), &gvariant_str(vm)]);
+        let text = out_text(&out);
+        assert!(
+            !out.status.success(),
+            "nobody ReadLog({kind}, {vm}): {text}"
+        );
+        assert!(
+            text.contains("io.github.passthrough.Helper1.Error.NotAuthorized")
+                && text.contains("not allowed"),
+            "nobody ReadLog({kind}, {vm}): {text}"
+        );
+        assert!(
+            !text.contains("vfio") && !text.contains("qemu line"),
+            "nobody got a log: {text}"
+        );
+    }
+
+    for (what, kind, vm) in [
+        ("an unknown kind", "journal", ""),
+        ("an empty kind", "", ""),
+        ("a kind in capitals", "KERNEL", ""),
+        ("a name with the kernel log", "kernel", VM),
+        ("an empty name", "qemu", ""),
+        ("a path up", "qemu", "../x"),
+        ("a path down", "qemu", "a/b"),
+        ("an absolute path", "qemu", "/etc/shadow"),
+        ("a dot", "qemu", "."),
+        ("two dots", "qemu", ".."),
+        ("a newline", "qemu", "a\nb"),
+        ("a name too long", "qemu", &"a".repeat(101)),
+    ] {
+        let error = helper_error(zbus::block_on(proxy.read_log(kind, vm)));
+        let HelperError::InvalidArgument(text) = &error else {
+            panic!("ReadLog with {what}: {error:?}");
+        };
+        assert!(text.ends_with('.'), "ReadLog with {what}: {text}");
+    }
+    for (what, vm) in [
+        ("a symlink planted as the log", "planted"),
+        ("a VM without a log", "missing"),
+    ] {
+        let error = helper_error(zbus::block_on(proxy.read_log("qemu", vm)));
+        let (HelperError::InvalidArgument(text) | HelperError::NotFound(text)) = &error else {
+            panic!("ReadLog with {what}: {error:?}");
+        };
+        assert!(
+            text.contains(&format!("{vm}.log")) && !text.contains(shadow_line),
+            "ReadLog with {what}: {text}"
+        );
+    }
+
+    let text = zbus::block_on(proxy.read_log("kernel", ""))
+        .unwrap_or_else(|e| panic!("ReadLog(kernel): {e}\n{}", bus.helper_log()));
+    assert_eq!(text, kernel_log);
+    let text = zbus::block_on(proxy.read_log("qemu", VM))
+        .unwrap_or_else(|e| panic!("ReadLog(qemu, {VM}): {e}\n{}", bus.helper_log()));
+    assert_eq!(text, qemu_log);
+    let text = zbus::block_on(proxy.read_log("qemu", "big"))
+        .unwrap_or_else(|e| panic!("ReadLog(qemu, big): {e}\n{}", bus.helper_log()));
+    assert!(text.len() <= 1024 * 1024, "{} bytes", text.len());
+    assert!(text.len() > 1024 * 1024 - 100, "{} bytes", text.len());
+    assert!(
+        text.ends_with(&last_line),
+        "the end is not the file's last line"
+    );
+    assert!(
+        text.starts_with("2026-01-01 qemu line "),
+        "not cut at a line"
+    );
+    assert!(big.ends_with(&text));
+
+    assert!(before == snapshot(&root), "ReadLog changed the root");
+    let log = bus.helper_log();
+    assert!(
+        log.contains("io.github.passthrough.read-logs") && log.contains("ReadLog"),
         "{log}"
     );
 }
@@ -651,6 +774,7 @@ fn polkit_policy_validates_and_translates() {
     for id in [
         "io.github.passthrough.configure-host",
         "io.github.passthrough.manage-devices",
+        "io.github.passthrough.read-logs",
     ] {
         let action = text
             .split(&format!(r#"<action id="{id}">"#))

@@ -12,6 +12,7 @@
 //! | `Rollback(transaction)` | `s` → `` | polkit [`ACTION_CONFIGURE_HOST`] |
 //! | `Transactions()` → `list` | `` → `s` | none |
 //! | `ResetGpu(address)`: remove the GPU from the PCI bus, rescan (the boot-GPU fix) | `s` → `` | polkit [`ACTION_MANAGE_DEVICES`] |
+//! | `ReadLog(kind, vm)` → `text`: the end (≤ 1 MiB) of the kernel log (`kernel`, `vm` empty) or of a VM's QEMU log (`qemu`) | `ss` → `s` | polkit [`ACTION_READ_LOGS`] |
 //! | signal `Progress(transaction, step, line)` | `sss` | |
 //! | property `Version` | `s` | |
 //! | property `Root` (the host root it serves, `/` on a real system) | `s` | |
@@ -32,6 +33,8 @@ pub const ERROR_PREFIX: &str = "io.github.passthrough.Helper1.Error";
 pub const ACTION_CONFIGURE_HOST: &str = "io.github.passthrough.configure-host";
 /// polkit action for runtime unbind/rescan and hooks.
 pub const ACTION_MANAGE_DEVICES: &str = "io.github.passthrough.manage-devices";
+/// polkit action for reading the kernel log and the VMs' QEMU logs (`ReadLog`).
+pub const ACTION_READ_LOGS: &str = "io.github.passthrough.read-logs";
 
 /// The largest argument string the helper accepts (a plan is a few hundred bytes).
 pub const MAX_ARGUMENT_LEN: usize = 64 * 1024;
@@ -62,6 +65,12 @@ pub trait Helper1 {
     /// bus and rescans the bus, before its VM starts. polkit `manage-devices`; the card must
     /// be bound to vfio-pci (or no driver), never one the host uses.
     fn reset_gpu(&self, address: &str) -> zbus::Result<()>;
+
+    /// The end (at most 1 MiB, cut at a line start, UTF-8) of a log only root may read:
+    /// `kind` `"kernel"` with `vm` empty (the kernel log of the current boot) or `"qemu"` with
+    /// `vm` a libvirt domain name (`/var/log/libvirt/qemu/NAME.log`). polkit `read-logs`;
+    /// `NotFound` when there is no such log.
+    fn read_log(&self, kind: &str, vm: &str) -> zbus::Result<String>;
 
     /// A line of output (or a step starting, with an empty `line`) of a running transaction.
     #[zbus(signal)]

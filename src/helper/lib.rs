@@ -2,12 +2,14 @@
 //!
 //! It owns `io.github.passthrough.Helper1` on the system bus (D-Bus activated through
 //! systemd), previews plans without privilege and applies them, as transactions, for callers
-//! that polkit authorizes, and resets a reserved graphics card before its VM starts
-//! (`ResetGpu`). The contract (names, proxy, errors, DTOs) is in
+//! that polkit authorizes, resets a reserved graphics card before its VM starts
+//! (`ResetGpu`), and reads the kernel log and VMs' QEMU logs for the Troubleshooting step
+//! (`ReadLog`). The contract (names, proxy, errors, DTOs) is in
 //! [`passthrough_core::dbus`]; this crate never links GTK.
 
 pub mod authority;
 pub mod idle;
+pub mod logs;
 pub mod reset;
 pub mod service;
 pub mod validate;

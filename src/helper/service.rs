@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use passthrough_core::dbus::{
     encode as encode_dto, HelperError, ACTION_CONFIGURE_HOST, ACTION_MANAGE_DEVICES,
+    ACTION_READ_LOGS,
 };
 use passthrough_core::i18n::gettext_f;
 use passthrough_core::plan::Rendered;
@@ -22,7 +23,7 @@ use zbus::object_server::SignalEmitter;
 
 use crate::authority::Authority;
 use crate::idle::Idle;
-use crate::{reset, validate};
+use crate::{logs, reset, validate};
 
 /// The helper's one object, served at [`OBJECT_PATH`](passthrough_core::dbus::OBJECT_PATH).
 #[derive(Debug)]
@@ -222,6 +223,31 @@ impl Helper {
                 let _lock = lock(changing);
                 tracing::info!(%address, "resetting the graphics card");
                 reset::reset(root, &address)
+            },
+        )
+        .await
+    }
+
+    /// The end (at most 1 MiB, from a line start) of a log only root may read: `kind`
+    /// `kernel` (the current boot's kernel log; `vm` empty) or `qemu` (the QEMU log of the
+    /// libvirt domain named `vm`). polkit `read-logs`; changes nothing, so it runs in the
+    /// same frame without the transaction lock.
+    async fn read_log(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+        kind: String,
+        vm: String,
+    ) -> Result<String, HelperError> {
+        self.change_host(
+            &header,
+            &emitter,
+            "ReadLog",
+            ACTION_READ_LOGS,
+            move |root, _changing, _progress| {
+                let request = validate::log_request(&kind, &vm)?;
+                tracing::info!(?request, "reading a log");
+                logs::read(root, &request)
             },
         )
         .await

@@ -1,7 +1,8 @@
 //! Argument validation. Every argument a caller sends is checked here before the helper acts
 //! on it: the plan's JSON shape (no unknown fields, so a typo or a newer client's intent is
 //! never silently dropped), each PCI address's format, that each address is a GPU on this
-//! host (and, for `ResetGpu`, one the host's drivers do not use), and the transaction IDs.
+//! host (and, for `ResetGpu`, one the host's drivers do not use), the transaction IDs, and
+//! `ReadLog`'s log kind and VM name (one file-name component, never a path).
 //! No argument names a path; the paths a rendered plan touches are checked against
 //! [`PLAN_WRITABLE`], the same list the systemd unit makes writable (with
 //! [`DEVICE_WRITABLE`] for `ResetGpu`).
@@ -12,6 +13,8 @@ use passthrough_core::pci::{PciAddress, PciDevice};
 use passthrough_core::plan::{Plan, Rendered};
 use passthrough_core::HostReport;
 use serde_json::Value;
+
+use crate::logs::LogRequest;
 
 /// Where a plan may change files (host paths): the boot-loader, initramfs, modprobe and udev
 /// configuration and the boot partitions. `data/passthrough-helper.service` has exactly these
@@ -200,6 +203,55 @@ pub fn transaction_id(id: &str) -> Result<&str, HelperError> {
             &[("id", &id.chars().take(64).collect::<String>())],
         )))
     }
+}
+
+/// The longest VM name `ReadLog` accepts, in characters.
+pub const MAX_VM_NAME: usize = 100;
+
+/// `ReadLog(kind, vm)`: `kind` is `kernel` (and `vm` empty) or `qemu` with `vm` a libvirt
+/// domain name that is one file-name component: not empty, at most [`MAX_VM_NAME`]
+/// characters, no `/`, no control character, not `.` or `..`. Spaces, quotes and any
+/// script are fine (libvirt allows them).
+pub fn log_request(kind: &str, vm: &str) -> Result<LogRequest, HelperError> {
+    match kind {
+        "kernel" if vm.is_empty() => Ok(LogRequest::Kernel),
+        "kernel" => Err(invalid(gettext_f(
+            "The kernel log belongs to no virtual machine: the name must be empty.",
+            &[],
+        ))),
+        "qemu" if vm.is_empty() => Err(invalid(gettext_f(
+            "A virtual machine name is needed to read its QEMU log.",
+            &[],
+        ))),
+        "qemu" => {
+            let ok = vm.chars().count() <= MAX_VM_NAME
+                && !vm.contains('/')
+                && !vm.chars().any(char::is_control)
+                && vm != "."
+                && vm != "..";
+            if ok {
+                Ok(LogRequest::Qemu(vm.to_owned()))
+            } else {
+                Err(invalid(gettext_f(
+                    "“{name}” is not a virtual machine name (at most 100 characters, no “/”, no control characters, not “.” or “..”).",
+                    &[("name", &shown(vm))],
+                )))
+            }
+        }
+        _ => Err(invalid(gettext_f(
+            "“{kind}” is not a log Passthrough reads (expected “kernel” or “qemu”).",
+            &[("kind", &shown(kind))],
+        ))),
+    }
+}
+
+/// An argument as an error message quotes it: at most [`MAX_VM_NAME`] characters, control
+/// characters as U+FFFD.
+fn shown(text: &str) -> String {
+    text.chars()
+        .take(MAX_VM_NAME)
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect()
 }
 
 /// True when `path` is a normal absolute host path inside one of [`PLAN_WRITABLE`]: no empty,
@@ -429,5 +481,53 @@ mod tests {
             rendered_paths(&rendered),
             Err(HelperError::Failed(_))
         ));
+    }
+
+    #[test]
+    fn log_requests() {
+        assert_eq!(log_request("kernel", ""), Ok(LogRequest::Kernel));
+        for name in [
+            "win11",
+            "Game's \"VM\" 游戏",
+            "a b",
+            "...",
+            ".hidden",
+            &"名".repeat(MAX_VM_NAME),
+        ] {
+            assert_eq!(
+                log_request("qemu", name),
+                Ok(LogRequest::Qemu(name.to_owned())),
+                "{name}"
+            );
+        }
+        for (kind, vm) in [
+            ("", ""),
+            ("Kernel", ""),
+            ("kernel ", ""),
+            ("journal", ""),
+            ("qemu/../kernel", ""),
+            ("kernel", "win11"),
+            ("qemu", ""),
+            ("qemu", "."),
+            ("qemu", ".."),
+            ("qemu", "../x"),
+            ("qemu", "a/b"),
+            ("qemu", "/etc/shadow"),
+            ("qemu", "a\nb"),
+            ("qemu", "a\0b"),
+            ("qemu", "tab\there"),
+            ("qemu", "del\u{7f}"),
+            ("qemu", "c1\u{85}"),
+        ] {
+            let Err(HelperError::InvalidArgument(text)) = log_request(kind, vm) else {
+                panic!("{kind:?} {vm:?} accepted");
+            };
+            assert!(text.ends_with('.') && !text.contains('\n'), "{text}");
+        }
+        let long = "a".repeat(MAX_VM_NAME + 1);
+        let Err(HelperError::InvalidArgument(text)) = log_request("qemu", &long) else {
+            panic!("a long name accepted");
+        };
+        assert!(!text.contains(&long), "{text}");
     }
 }

@@ -184,7 +184,8 @@ pub fn translated_policy(dir: &Path) -> PathBuf {
 pub const RULES: &str = r#"// Installed by the tests (tests/common) while they run; removed afterwards.
 polkit.addRule(function(action, subject) {
     if (action.id == "io.github.passthrough.configure-host" ||
-        action.id == "io.github.passthrough.manage-devices") {
+        action.id == "io.github.passthrough.manage-devices" ||
+        action.id == "io.github.passthrough.read-logs") {
         return subject.user == "root" ? polkit.Result.YES : polkit.Result.NO;
     }
 });
