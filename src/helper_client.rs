@@ -30,6 +30,22 @@ pub enum Failure {
     Refused(String),
 }
 
+impl Failure {
+    /// The sentence for a change that did not happen.
+    pub fn message(&self) -> String {
+        match self {
+            Self::OtherRoot { .. } => gettextrs::gettext(
+                "This is a copy of another computer: the changes are shown but cannot be applied here.",
+            ),
+            Self::NotSent(message) => passthrough_core::i18n::gettext_f(
+                "{error} Nothing was changed.",
+                &[("error", message)],
+            ),
+            Self::Refused(message) => message.clone(),
+        }
+    }
+}
+
 async fn proxy() -> Result<Helper1Proxy<'static>, Failure> {
     let not_sent = |e: zbus::Error| Failure::NotSent(user_message(&e));
     let connection = zbus::Connection::system().await.map_err(not_sent)?;
@@ -107,6 +123,16 @@ pub async fn apply(
 pub async fn rollback(root: &Path, id: &str, progress: impl Fn(&str, &str)) -> Result<(), Failure> {
     let proxy = proxy_for(root).await?;
     with_progress(&proxy, proxy.rollback(id), progress).await
+}
+
+/// A log the user may not read (`kind` is `kernel`, or `qemu` with the VM's name), read by
+/// the helper after polkit says yes.
+pub async fn read_log(root: &Path, kind: &str, vm: &str) -> Result<String, Failure> {
+    let proxy = proxy_for(root).await?;
+    proxy
+        .read_log(kind, vm)
+        .await
+        .map_err(|e| Failure::Refused(user_message(&e)))
 }
 
 /// Asks logind to restart the computer (it asks for authentication when it must).

@@ -584,9 +584,10 @@ impl PtWindow {
             }
             let ts = &self.imp().troubleshoot_page;
             println!(
-                "troubleshoot: problems={} kb-visible={}",
+                "troubleshoot: problems={} kb-visible={} kernel-log={}",
                 ts.problem_ids().join(","),
-                ts.visible_entries()
+                ts.visible_entries(),
+                ts.has_kernel_log()
             );
             let vm = &self.imp().vm_page;
             if self.imp().vms_listed.get() {

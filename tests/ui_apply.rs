@@ -604,6 +604,63 @@ fn apply_from_the_app_through_the_helper_and_polkit() {
         stop_helper(&bus, helper);
     }
 
+    // 6. Troubleshooting: a kernel log only root may read. Root's app reads it and finds the
+    //    BAR problem in it; nobody's app cannot, offers the helper, and the helper (polkit
+    //    read-logs) refuses nobody with the reason.
+    {
+        let (_temp, root) = fresh_copy();
+        let log = root.join("var/log/kern.log");
+        std::fs::create_dir_all(log.parent().unwrap()).unwrap();
+        std::fs::write(
+            &log,
+            "[    2.101010] vfio-pci 0000:08:00.0: BAR 3: can't reserve [mem 0xe0000000-0xe1ffffff 64bit pref]\n",
+        )
+        .unwrap();
+        chmod(&log, 0o600);
+        let helper = bus.helper(&root, 0);
+        bus.wait_for_name(BUS_NAME, Duration::from_secs(10));
+        let (run, _) = run_app_with(
+            &bus,
+            "en",
+            &root,
+            User::Root,
+            "troubleshoot-kernel-log",
+            "win.show-page::troubleshoot",
+        );
+        let line = run
+            .output
+            .lines()
+            .find(|l| l.starts_with("troubleshoot: "))
+            .unwrap_or_default()
+            .to_owned();
+        assert!(line.contains("kernel-log=true"), "{line}");
+        assert!(line.contains("framebuffer-bar"), "{line}");
+        let (run, _) = run_app_with(
+            &bus,
+            "en",
+            &root,
+            User::Nobody,
+            "troubleshoot-helper-denied",
+            "win.show-page::troubleshoot;troubleshoot.read-with-helper",
+        );
+        let line = run
+            .output
+            .lines()
+            .find(|l| l.starts_with("troubleshoot: "))
+            .unwrap_or_default()
+            .to_owned();
+        assert!(line.contains("kernel-log=false"), "{line}\n{}", run.output);
+        assert!(
+            run.output
+                .lines()
+                .any(|l| l.starts_with("troubleshoot-error: ") && l.contains("not allowed")),
+            "{}",
+            run.output
+        );
+        assert!(bus.helper_log().contains("ReadLog"), "{}", bus.helper_log());
+        stop_helper(&bus, helper);
+    }
+
     eprintln!(
         "{TEST}: {:.1} s (bus at {}, polkitd pid {}, dbus-daemon pid {})",
         started.elapsed().as_secs_f64(),

@@ -747,20 +747,6 @@ impl PtBootPage {
         buffer.insert(&mut buffer.end_iter(), "\n");
     }
 
-    /// The sentence for a change that did not happen.
-    fn failure_message(failure: &Failure) -> String {
-        match failure {
-            Failure::OtherRoot { .. } => gettext(
-                "This is a copy of another computer: the changes are shown but cannot be applied here.",
-            ),
-            Failure::NotSent(message) => gettext_f(
-                "{error} Nothing was changed.",
-                &[("error", message)],
-            ),
-            Failure::Refused(message) => message.clone(),
-        }
-    }
-
     /// Presses Apply: marks the page busy at once (tests wait for it), then applies.
     pub fn start_apply(&self) {
         let imp = self.imp();
@@ -887,7 +873,7 @@ impl PtBootPage {
                     Failure::NotSent(_) => ApplyOutcome::NotSent,
                     Failure::Refused(_) => ApplyOutcome::Refused,
                 });
-                self.stop_progress(&Self::failure_message(&failure));
+                self.stop_progress(&failure.message());
                 self.refresh_preview();
             }
         }
@@ -930,7 +916,7 @@ impl PtBootPage {
                 self.refresh_history();
                 self.ask_restart();
             }
-            Err(failure) => self.stop_progress(&Self::failure_message(&failure)),
+            Err(failure) => self.stop_progress(&failure.message()),
         }
         self.imp().busy.set(false);
         self.refresh_preview();

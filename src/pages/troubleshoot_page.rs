@@ -31,6 +31,8 @@ mod imp {
         #[template_child]
         pub(super) status_description: TemplateChild<gtk::Label>,
         #[template_child]
+        pub(super) auth_button: TemplateChild<gtk::Button>,
+        #[template_child]
         pub(super) problems_group: TemplateChild<adw::PreferencesGroup>,
         #[template_child]
         pub(super) kb_group: TemplateChild<adw::PreferencesGroup>,
@@ -64,6 +66,11 @@ mod imp {
                 page.read_logs();
                 page.run();
             });
+            klass.install_action_async(
+                "troubleshoot.read-with-helper",
+                None,
+                |page, _, _| async move { page.read_with_helper().await },
+            );
             klass.install_action(
                 "troubleshoot.fix",
                 Some(glib::VariantTy::STRING),
@@ -132,6 +139,11 @@ impl PtTroubleshootPage {
         self.run();
     }
 
+    /// Whether the kernel log was read (for tests).
+    pub fn has_kernel_log(&self) -> bool {
+        self.imp().kernel_log.borrow().is_some()
+    }
+
     /// Problems found (for tests), as their ids.
     pub fn problem_ids(&self) -> Vec<String> {
         self.imp()
@@ -178,6 +190,38 @@ impl PtTroubleshootPage {
         imp.qemu_log.replace(qemu);
     }
 
+    /// Reads the logs this user may not read through the helper (polkit `read-logs`).
+    async fn read_with_helper(&self) {
+        let root = self.imp().root.borrow().clone();
+        let mut failures = Vec::new();
+        if self.imp().kernel_log.borrow().is_none() {
+            match crate::helper_client::read_log(&root, "kernel", "").await {
+                Ok(text) => {
+                    self.imp().kernel_log.replace(Some(text));
+                }
+                Err(f) => failures.push(f.message()),
+            }
+        }
+        let vm = self.imp().vm.borrow().as_ref().map(|(n, _)| n.clone());
+        if let (Some(name), true) = (vm, self.imp().qemu_log.borrow().is_none()) {
+            match crate::helper_client::read_log(&root, "qemu", &name).await {
+                Ok(text) => {
+                    self.imp().qemu_log.replace(Some(text));
+                }
+                Err(f) => failures.push(f.message()),
+            }
+        }
+        self.run();
+        if std::env::var_os("PASSTHROUGH_TEST_REPORT").is_some() {
+            for f in &failures {
+                println!("troubleshoot-error: {f}");
+            }
+        }
+        if let (Some(w), false) = (self.window(), failures.is_empty()) {
+            w.toast(&failures.join(" "));
+        }
+    }
+
     /// Runs the detectors and shows what they found.
     fn run(&self) {
         let imp = self.imp();
@@ -211,6 +255,8 @@ impl PtTroubleshootPage {
             });
         }
         let read = gettext_f("Checked: {list}.", &[("list", &read.join(", "))]);
+        imp.auth_button
+            .set_visible(kernel.is_none() || (vm.is_some() && qemu.is_none()));
         if problems.is_empty() {
             set_tone_icon(&imp.status_icon, Some(Tone::Ok));
             imp.status_title
