@@ -203,7 +203,8 @@ impl PtTroubleshootPage {
             }
         }
         let vm = self.imp().vm.borrow().as_ref().map(|(n, _)| n.clone());
-        if let (Some(name), true) = (vm, self.imp().qemu_log.borrow().is_none()) {
+        let qemu_missing = self.imp().qemu_log.borrow().is_none();
+        if let (Some(name), true) = (vm, qemu_missing) {
             match crate::helper_client::read_log(&root, "qemu", &name).await {
                 Ok(text) => {
                     self.imp().qemu_log.replace(Some(text));
