@@ -49,6 +49,9 @@ mod imp {
         pub(super) problem_rows: RefCell<Vec<gtk::Widget>>,
         /// Knowledge-base rows with the text they are searched by.
         pub(super) kb_rows: RefCell<Vec<(adw::ExpanderRow, String)>>,
+        /// The step was shown once: the knowledge base is built and the logs read only
+        /// then, not at start-up.
+        pub(super) loaded: std::cell::Cell<bool>,
     }
 
     #[glib::object_subclass]
@@ -100,7 +103,7 @@ mod imp {
         fn constructed(&self) {
             self.parent_constructed();
             let obj = self.obj();
-            obj.fill_knowledge_base();
+            obj.connect_map(|page| page.ensure_loaded());
             self.kb_search.connect_search_changed(glib::clone!(
                 #[weak]
                 obj,
@@ -126,6 +129,23 @@ impl PtTroubleshootPage {
 
     pub fn set_scan(&self, scan: &Rc<Scan>) {
         self.imp().scan.replace(Some(scan.clone()));
+        if self.imp().loaded.get() {
+            self.read_logs();
+            self.run();
+        } else if self.is_mapped() {
+            self.ensure_loaded();
+        }
+    }
+
+    /// Builds the knowledge base and runs the detectors the first time the step is shown.
+    fn ensure_loaded(&self) {
+        let imp = self.imp();
+        if imp.loaded.get() || imp.scan.borrow().is_none() {
+            return;
+        }
+        imp.loaded.set(true);
+        self.fill_knowledge_base();
+        self.filter_knowledge_base();
         self.read_logs();
         self.run();
     }
@@ -135,8 +155,12 @@ impl PtTroubleshootPage {
         self.imp()
             .vm
             .replace(Some((name.to_owned(), xml.to_owned())));
-        self.read_logs();
-        self.run();
+        if self.imp().loaded.get() {
+            self.read_logs();
+            self.run();
+        } else {
+            self.ensure_loaded();
+        }
     }
 
     /// Whether the kernel log was read (for tests).
