@@ -279,7 +279,9 @@ impl PtTroubleshootPage {
                 None => gettext("not its QEMU log (only root may read it; run “passthroughctl diagnose --vm NAME” as root)"),
             });
         }
-        let read = gettext_f("Checked: {list}.", &[("list", &read.join(", "))]);
+        // Translators: the separator between the items of a list in a sentence.
+        let separator = gettext(", ");
+        let read = gettext_f("Checked: {list}.", &[("list", &read.join(&separator))]);
         imp.auth_button
             .set_visible(kernel.is_none() || (vm.is_some() && qemu.is_none()));
         if problems.is_empty() {
