@@ -385,6 +385,44 @@ fn vm_spec(report: &HostReport, vm: &VmArgs, gpu: Option<&PciAddress>) -> Result
     Ok(spec)
 }
 
+/// `launch` runs `passthroughctl-launch`, installed next to this program: it is the one
+/// command that links libvirt, whose loading would slow every other command down.
+fn run_launch(root: &HostRoot, uri: &str, target: &str, json: bool) -> ExitCode {
+    use std::os::unix::process::CommandExt;
+    let program = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("passthroughctl-launch")))
+        .filter(|p| p.is_file());
+    let Some(program) = program else {
+        eprintln!(
+            "passthroughctl: {}",
+            gettext_f(
+                "passthroughctl-launch, which launch runs, is not installed next to passthroughctl",
+                &[]
+            )
+        );
+        return ExitCode::from(2);
+    };
+    let mut cmd = std::process::Command::new(&program);
+    cmd.arg("--root").arg(root.base()).args(["--uri", uri]);
+    if json {
+        cmd.arg("--json");
+    }
+    cmd.arg("--").arg(target);
+    let error = cmd.exec();
+    eprintln!(
+        "passthroughctl: {}",
+        gettext_f(
+            "cannot start {command}: {error}",
+            &[
+                ("command", &program.display().to_string()),
+                ("error", &error.to_string())
+            ]
+        )
+    );
+    ExitCode::from(2)
+}
+
 fn main() -> ExitCode {
     passthrough_core::i18n::init(passthrough_core::LOCALEDIR);
     let args = match parse(std::env::args().skip(1).collect()) {
@@ -448,16 +486,7 @@ fn main() -> ExitCode {
         ("launch", json) => {
             let (target, uri) = args.launch.clone().expect("checked in parse");
             let uri = uri.unwrap_or_else(launcher::default_uri);
-            let code = launcher::run_cli(
-                &uri,
-                &target,
-                &root,
-                &report,
-                json,
-                &mut std::io::stdout().lock(),
-                &mut std::io::stderr().lock(),
-            );
-            return ExitCode::from(code);
+            return run_launch(&root, &uri, &target, json);
         }
         ("diagnose", json) => match run_diagnose(&root, &report, &args.diagnose, json) {
             Ok((text, found)) => {

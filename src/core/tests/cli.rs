@@ -153,3 +153,20 @@ fn report_on_this_machine_says_plainly_when_the_iommu_is_off() {
         .count();
     assert!(listed >= count, "{listed} of {count} devices listed");
 }
+
+/// Only `passthroughctl-launch` links libvirt: loading it (with gnutls, libssh, curl…) costs
+/// each process about 12 ms, which every other command would pay (see README, Performance).
+#[test]
+fn only_the_launch_binary_links_libvirt() {
+    let ldd = |exe: &str| {
+        let out = std::process::Command::new("ldd")
+            .arg(exe)
+            .output()
+            .expect("ldd");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let ctl = ldd(env!("CARGO_BIN_EXE_passthroughctl"));
+    assert!(ctl.contains("libc.so"), "{ctl}");
+    assert!(!ctl.contains("libvirt"), "{ctl}");
+    assert!(ldd(env!("CARGO_BIN_EXE_passthroughctl-launch")).contains("libvirt.so"));
+}
