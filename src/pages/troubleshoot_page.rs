@@ -247,23 +247,31 @@ impl PtTroubleshootPage {
         }
     }
 
-    /// Runs the detectors and shows what they found.
-    fn run(&self) {
+    /// Calls `f` with what the detectors read: the scan, the logs and the VM being diagnosed.
+    fn with_inputs<R>(&self, f: impl FnOnce(&Inputs) -> R) -> Option<R> {
         let imp = self.imp();
-        let Some(scan) = imp.scan.borrow().clone() else {
-            return;
-        };
-        let kernel = imp.kernel_log.borrow().clone();
-        let qemu = imp.qemu_log.borrow().clone();
-        let vm = imp.vm.borrow().clone();
-        let inputs = Inputs {
+        let scan = imp.scan.borrow().clone()?;
+        let kernel = imp.kernel_log.borrow();
+        let qemu = imp.qemu_log.borrow();
+        let vm = imp.vm.borrow();
+        Some(f(&Inputs {
             report: &scan.report,
             kernel_log: kernel.as_deref(),
             qemu_log: qemu.as_deref(),
             domain_xml: vm.as_ref().map(|(_, x)| x.as_str()),
             vm_name: vm.as_ref().map(|(n, _)| n.as_str()),
+        }))
+    }
+
+    /// Runs the detectors and shows what they found.
+    fn run(&self) {
+        let imp = self.imp();
+        let Some(problems) = self.with_inputs(diagnose::diagnose) else {
+            return;
         };
-        let problems = diagnose::diagnose(&inputs);
+        let kernel = imp.kernel_log.borrow().clone();
+        let qemu = imp.qemu_log.borrow().clone();
+        let vm = imp.vm.borrow().clone();
         for row in imp.problem_rows.take() {
             imp.problems_group.remove(&row);
         }
@@ -378,20 +386,11 @@ impl PtTroubleshootPage {
     /// The Markdown report, to the clipboard (and stdout for tests).
     fn copy_report(&self) {
         let imp = self.imp();
-        let Some(scan) = imp.scan.borrow().clone() else {
+        let problems = imp.problems.borrow().clone();
+        let Some(text) = self.with_inputs(|inputs| diagnose::report_markdown(inputs, &problems))
+        else {
             return;
         };
-        let kernel = imp.kernel_log.borrow().clone();
-        let qemu = imp.qemu_log.borrow().clone();
-        let vm = imp.vm.borrow().clone();
-        let inputs = Inputs {
-            report: &scan.report,
-            kernel_log: kernel.as_deref(),
-            qemu_log: qemu.as_deref(),
-            domain_xml: vm.as_ref().map(|(_, x)| x.as_str()),
-            vm_name: vm.as_ref().map(|(n, _)| n.as_str()),
-        };
-        let text = diagnose::report_markdown(&inputs, &imp.problems.borrow());
         if let Some(display) = gdk::Display::default() {
             display.clipboard().set_text(&text);
         }
