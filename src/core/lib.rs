@@ -16,6 +16,7 @@ pub mod i18n;
 pub mod ids;
 pub mod libvirt;
 pub mod markdown;
+pub mod network;
 pub mod note;
 pub mod pci;
 pub mod plan;
