@@ -467,3 +467,49 @@ fn netplan_file_checks_the_port_on_the_host_before_writing_anything() {
     let err = netplan_file(&not_netplan, &BridgePlan::new("enp5s0")).unwrap_err();
     assert!(err.contains("not managed by netplan"), "{err}");
 }
+
+#[test]
+fn passthroughctl_network_text_and_json() {
+    let (_t, root) = temp_root();
+    desktop(&root);
+    write(
+        &root,
+        "etc/NetworkManager/NetworkManager.conf",
+        "[main]\nplugins=keyfile\n",
+    );
+    let root_arg = root.to_str().unwrap();
+    let out = common::ctl(&["network", "--root", root_arg]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("Managed by: NetworkManager"), "{text}");
+    assert!(text.contains("Default route: enp5s0"), "{text}");
+    assert!(
+        text.contains("`wlan0`: Wi-Fi (cannot be bridged)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("`br0`: bridge, ports: enp7s0, vnet0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("`enp5s0`: wired, cable connected, default route"),
+        "{text}"
+    );
+
+    let out = common::ctl(&["--json", "network", "--root", root_arg]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["manager"]["kind"], "network-manager");
+    assert_eq!(v["default_route"], "enp5s0");
+    let wlan = v["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "wlan0")
+        .unwrap();
+    assert_eq!(wlan["kind"], "wifi");
+
+    let out = common::ctl(&["network", "--root", "/nonexistent/root"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!out.stderr.is_empty());
+}
