@@ -1,5 +1,6 @@
 //! Widgets the pages are built from.
 
+mod code43_group;
 mod gpu_card;
 mod group_row;
 mod preferences_window;
@@ -7,6 +8,7 @@ mod status_row;
 pub mod vm_panel;
 pub mod vm_wizard;
 
+pub use code43_group::PtCode43Group;
 pub use gpu_card::PtGpuCard;
 pub use group_row::PtGroupRow;
 pub use group_row::{device_row, matches_haystack};

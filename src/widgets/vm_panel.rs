@@ -42,23 +42,7 @@ mod imp {
         #[template_child]
         pub(super) gpu_group: TemplateChild<adw::PreferencesGroup>,
         #[template_child]
-        pub(super) vendor_row: TemplateChild<adw::ActionRow>,
-        #[template_child]
-        pub(super) vendor_switch: TemplateChild<gtk::Switch>,
-        #[template_child]
-        pub(super) vendor_entry: TemplateChild<adw::EntryRow>,
-        #[template_child]
-        pub(super) hidden_row: TemplateChild<adw::ActionRow>,
-        #[template_child]
-        pub(super) hidden_switch: TemplateChild<gtk::Switch>,
-        #[template_child]
-        pub(super) ioapic_row: TemplateChild<adw::ActionRow>,
-        #[template_child]
-        pub(super) ioapic_switch: TemplateChild<gtk::Switch>,
-        #[template_child]
-        pub(super) msrs_row: TemplateChild<adw::ActionRow>,
-        #[template_child]
-        pub(super) msrs_switch: TemplateChild<gtk::Switch>,
+        pub(super) code43_group: TemplateChild<crate::widgets::PtCode43Group>,
         #[template_child]
         pub(super) display_row: TemplateChild<adw::ActionRow>,
         #[template_child]
@@ -85,6 +69,7 @@ mod imp {
         type ParentType = adw::Window;
 
         fn class_init(klass: &mut Self::Class) {
+            crate::widgets::PtCode43Group::ensure_type();
             klass.bind_template();
             klass.install_action("panel.save", None, |p, _, _| p.save());
             klass.install_action("panel.remove-display", None, |p, _, _| {
@@ -110,15 +95,7 @@ mod imp {
                 Some(glib::VariantTy::BOOLEAN),
                 |p, _, v| {
                     if let Some(on) = v.and_then(|v| v.get::<bool>()) {
-                        let imp = p.imp();
-                        for s in [
-                            &*imp.vendor_switch,
-                            &*imp.hidden_switch,
-                            &*imp.ioapic_switch,
-                            &*imp.msrs_switch,
-                        ] {
-                            s.set_active(on);
-                        }
+                        p.imp().code43_group.set_all(on);
                     }
                 },
             );
@@ -129,26 +106,7 @@ mod imp {
         }
     }
 
-    impl ObjectImpl for PtVmPanel {
-        fn constructed(&self) {
-            self.parent_constructed();
-            let obj = self.obj();
-            self.vendor_switch.connect_active_notify(glib::clone!(
-                #[weak]
-                obj,
-                move |s| obj.imp().vendor_entry.set_visible(s.is_active())
-            ));
-            for (row, setting) in [
-                (&*self.vendor_row, Code43Setting::VendorId),
-                (&*self.hidden_row, Code43Setting::KvmHidden),
-                (&*self.ioapic_row, Code43Setting::IoapicKvm),
-                (&*self.msrs_row, Code43Setting::IgnoreMsrs),
-            ] {
-                row.set_subtitle(&glib::markup_escape_text(&code43::explain(setting)));
-            }
-        }
-    }
-
+    impl ObjectImpl for PtVmPanel {}
     impl WidgetImpl for PtVmPanel {}
     impl WindowImpl for PtVmPanel {}
     impl AdwWindowImpl for PtVmPanel {}
@@ -346,13 +304,7 @@ impl PtVmPanel {
         }
 
         let c = &s.code43;
-        imp.vendor_switch.set_active(c.vendor_id.is_some());
-        imp.vendor_entry.set_visible(c.vendor_id.is_some());
-        imp.vendor_entry
-            .set_text(c.vendor_id.as_deref().unwrap_or("randomid"));
-        imp.hidden_switch.set_active(c.kvm_hidden);
-        imp.ioapic_switch.set_active(c.ioapic_kvm);
-        imp.msrs_switch.set_active(c.ignore_msrs);
+        imp.code43_group.set(c);
 
         imp.display_button.set_visible(s.emulated_display);
         imp.display_row.set_subtitle(&if s.emulated_display {
@@ -394,15 +346,7 @@ impl PtVmPanel {
             .borrow_mut()
             .push(Edit::AddHostdevs(group_of(&gpu)));
         // The settings against error 43 for its maker, on top of what the VM has.
-        if c.vendor_id.is_some() {
-            imp.vendor_switch.set_active(true);
-        }
-        imp.hidden_switch
-            .set_active(imp.hidden_switch.is_active() || c.kvm_hidden);
-        imp.ioapic_switch
-            .set_active(imp.ioapic_switch.is_active() || c.ioapic_kvm);
-        imp.msrs_switch
-            .set_active(imp.msrs_switch.is_active() || c.ignore_msrs);
+        imp.code43_group.add(&c);
         self.toast(&gettext_f(
             "{name} is added when you save.",
             &[("name", &gpu.display_name())],
@@ -413,14 +357,11 @@ impl PtVmPanel {
     pub fn edits(&self) -> Vec<Edit> {
         let imp = self.imp();
         let mut edits = imp.pending.borrow().clone();
-        let vendor = imp
-            .vendor_switch
-            .is_active()
-            .then(|| imp.vendor_entry.text().trim().to_owned());
-        edits.push(Edit::VendorId(vendor));
-        edits.push(Edit::KvmHidden(imp.hidden_switch.is_active()));
-        edits.push(Edit::IoapicKvm(imp.ioapic_switch.is_active()));
-        edits.push(Edit::IgnoreMsrs(imp.msrs_switch.is_active()));
+        let c = imp.code43_group.value();
+        edits.push(Edit::VendorId(c.vendor_id));
+        edits.push(Edit::KvmHidden(c.kvm_hidden));
+        edits.push(Edit::IoapicKvm(c.ioapic_kvm));
+        edits.push(Edit::IgnoreMsrs(c.ignore_msrs));
         if let Some((address, row)) = imp.rom.borrow().as_ref() {
             let file = row.text().trim().to_owned();
             edits.push(Edit::RomFile {

@@ -85,25 +85,7 @@ mod imp {
         #[template_child]
         pub(super) gpu_row: TemplateChild<adw::ComboRow>,
         #[template_child]
-        pub(super) code43_group: TemplateChild<adw::PreferencesGroup>,
-        #[template_child]
-        pub(super) vendor_row: TemplateChild<adw::ActionRow>,
-        #[template_child]
-        pub(super) vendor_switch: TemplateChild<gtk::Switch>,
-        #[template_child]
-        pub(super) vendor_entry: TemplateChild<adw::EntryRow>,
-        #[template_child]
-        pub(super) hidden_row: TemplateChild<adw::ActionRow>,
-        #[template_child]
-        pub(super) hidden_switch: TemplateChild<gtk::Switch>,
-        #[template_child]
-        pub(super) ioapic_row: TemplateChild<adw::ActionRow>,
-        #[template_child]
-        pub(super) ioapic_switch: TemplateChild<gtk::Switch>,
-        #[template_child]
-        pub(super) msrs_row: TemplateChild<adw::ActionRow>,
-        #[template_child]
-        pub(super) msrs_switch: TemplateChild<gtk::Switch>,
+        pub(super) code43_group: TemplateChild<crate::widgets::PtCode43Group>,
         #[template_child]
         pub(super) rom_row: TemplateChild<adw::EntryRow>,
         #[template_child]
@@ -137,6 +119,7 @@ mod imp {
         type ParentType = adw::Window;
 
         fn class_init(klass: &mut Self::Class) {
+            crate::widgets::PtCode43Group::ensure_type();
             klass.bind_template();
             klass.install_action("wizard.next", None, |w, _, _| w.next());
             klass.install_action("wizard.back", None, |w, _, _| w.back());
@@ -201,11 +184,6 @@ mod imp {
                 #[weak]
                 obj,
                 move |_| obj.gpu_changed()
-            ));
-            self.vendor_switch.connect_active_notify(glib::clone!(
-                #[weak]
-                obj,
-                move |s| obj.imp().vendor_entry.set_visible(s.is_active())
             ));
             self.cpus_spin.connect_value_changed(glib::clone!(
                 #[weak]
@@ -354,14 +332,6 @@ impl PtVmWizard {
         imp.gpus.replace(gpus);
         imp.gpu_row.set_selected(first);
         wizard.gpu_changed();
-        for (row, setting) in [
-            (&*imp.vendor_row, Code43Setting::VendorId),
-            (&*imp.hidden_row, Code43Setting::KvmHidden),
-            (&*imp.ioapic_row, Code43Setting::IoapicKvm),
-            (&*imp.msrs_row, Code43Setting::IgnoreMsrs),
-        ] {
-            row.set_subtitle(&glib::markup_escape_text(&code43::explain(setting)));
-        }
 
         // Network: bridges first (the Network step makes br0), then libvirt's networks.
         let bridges = host_bridges(&host);
@@ -589,13 +559,7 @@ impl PtVmWizard {
         };
         let (vendor, device) = gpu_ids(&gpu);
         let c = code43::recommended(&vendor, &device);
-        imp.vendor_switch.set_active(c.vendor_id.is_some());
-        imp.vendor_entry.set_visible(c.vendor_id.is_some());
-        imp.vendor_entry
-            .set_text(c.vendor_id.as_deref().unwrap_or("randomid"));
-        imp.hidden_switch.set_active(c.kvm_hidden);
-        imp.ioapic_switch.set_active(c.ioapic_kvm);
-        imp.msrs_switch.set_active(c.ignore_msrs);
+        imp.code43_group.set(&c);
         let mut text = vec![gettext_f(
             "The whole IOMMU group goes to the virtual machine: {addresses}.",
             &[(
@@ -745,15 +709,7 @@ impl PtVmWizard {
                 rom_file: (!rom.is_empty()).then_some(rom),
             }),
             code43: if gpu.is_some() {
-                Code43 {
-                    vendor_id: imp
-                        .vendor_switch
-                        .is_active()
-                        .then(|| imp.vendor_entry.text().trim().to_owned()),
-                    kvm_hidden: imp.hidden_switch.is_active(),
-                    ioapic_kvm: imp.ioapic_switch.is_active(),
-                    ignore_msrs: imp.msrs_switch.is_active(),
-                }
+                imp.code43_group.value()
             } else {
                 Code43::default()
             },
