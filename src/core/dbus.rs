@@ -72,6 +72,18 @@ pub trait Helper1 {
     /// `NotFound` when there is no such log.
     fn read_log(&self, kind: &str, vm: &str) -> zbus::Result<String>;
 
+    /// The `Rendered` JSON of a network change (`NetworkChange` JSON) on this host, checked
+    /// by `netplan generate`. No privilege.
+    fn preview_network(&self, change: &str) -> zbus::Result<String>;
+
+    /// Applies a network change and returns its transaction ID; the helper undoes it after
+    /// `confirm_within` seconds (2 to 600) unless [`confirm_network`](Self::confirm_network)
+    /// keeps it. polkit `configure-host`.
+    fn apply_network(&self, change: &str, confirm_within: u32) -> zbus::Result<String>;
+
+    /// Keeps a network change; fails when it was undone already. polkit `configure-host`.
+    fn confirm_network(&self, transaction: &str) -> zbus::Result<()>;
+
     /// A line of output (or a step starting, with an empty `line`) of a running transaction.
     #[zbus(signal)]
     fn progress(&self, transaction: &str, step: &str, line: &str) -> zbus::Result<()>;

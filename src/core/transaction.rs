@@ -49,6 +49,8 @@ pub const WRITABLE_FILES: &[&str] = &[
     // A trial boot entry (`trial.rs`).
     "/boot/grub/custom.cfg",
     "/boot/grub2/custom.cfg",
+    // The network bridge (`network::render`).
+    crate::network::NETPLAN_FILE,
 ];
 
 /// Directories whose files a transaction may change (not their subdirectories).
@@ -63,6 +65,13 @@ pub const WRITABLE_DIRS: &[&str] = &[
     "/etc/modprobe.d/",
     "/etc/udev/rules.d/",
 ];
+
+/// Directories where a transaction may write only Passthrough's own files: names starting
+/// with the given prefix (the network bridge's systemd-networkd files).
+pub const WRITABLE_OWN_FILES: &[(&str, &str)] = &[(
+    crate::network::render::NETWORKD_DIR,
+    crate::network::render::NETWORKD_PREFIX,
+)];
 
 /// The regeneration commands a transaction may run (argv[0]).
 pub const COMMANDS: &[&str] = &[
@@ -83,6 +92,9 @@ pub const COMMANDS: &[&str] = &[
     "grub-editenv",
     "grub2-editenv",
     "bootctl",
+    // The network bridge (`network::render`).
+    "netplan",
+    "networkctl",
 ];
 
 /// Directories searched for a command, inside the root.
@@ -355,7 +367,22 @@ pub fn path_allowed(path: &str) -> bool {
             || WRITABLE_DIRS.iter().any(|dir| {
                 path.strip_prefix(dir)
                     .is_some_and(|name| !name.is_empty() && !name.contains('/'))
+            })
+            || WRITABLE_OWN_FILES.iter().any(|(dir, prefix)| {
+                path.strip_prefix(dir)
+                    .and_then(|name| name.strip_prefix(prefix))
+                    .is_some_and(|rest| !rest.is_empty() && !rest.contains('/'))
             }))
+}
+
+/// The mode of a file a transaction creates: netplan reads only files that are not
+/// readable by others (they may hold Wi-Fi passwords) without warning.
+fn new_file_mode(host_path: &str) -> u32 {
+    if host_path.starts_with("/etc/netplan/") {
+        0o600
+    } else {
+        0o644
+    }
 }
 
 fn kernel_version_ok(v: &str) -> bool {
@@ -376,6 +403,21 @@ fn karg_ok(arg: &str) -> bool {
 /// Whether `argv` asks the boot loader to start the trial entry once (`trial.rs`).
 pub fn is_one_shot(argv: &[String]) -> bool {
     undo_one_shot(argv).is_some()
+}
+
+/// What a rollback runs instead of `argv`: the command that cancels a one-shot boot request,
+/// or, for `networkctl delete BRIDGE` (removing the bridge), `networkctl reload`, which
+/// creates it again from the restored files.
+fn undo_command(argv: &[String]) -> Option<Vec<String>> {
+    if let ["networkctl", "delete", _] = argv
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        return Some(vec!["networkctl".into(), "reload".into()]);
+    }
+    undo_one_shot(argv)
 }
 
 /// The command that cancels a one-shot boot request: a rollback runs it instead of the
@@ -451,6 +493,11 @@ pub fn command_allowed(argv: &[String]) -> bool {
                 })
         }
         ("update-initramfs", ["-u", "-k", "all"]) => true,
+        ("netplan", ["apply"]) => true,
+        ("networkctl", ["reload"]) => true,
+        ("networkctl", ["reconfigure" | "delete", iface]) => {
+            !iface.starts_with('-') && crate::network::validate_interface_name(iface).is_ok()
+        }
         ("dracut", ["--regenerate-all", "--force"]) => true,
         ("mkinitcpio", ["-P"]) => true,
         ("booster", ["build", "--force", image]) => *image == "/boot/booster-linux.img",
@@ -577,14 +624,47 @@ impl HostRunner {
     }
 }
 
+/// Commands that change the live network. The helper's unit has a private network
+/// namespace, where they would change nothing that matters.
+pub const NETWORK_COMMANDS: &[&str] = &["netplan", "networkctl"];
+
+/// The program and arguments that run `argv` (whose program resolved to `program`): on a
+/// live host whose init is systemd, a network command runs as a transient systemd unit
+/// (`systemd-run --wait --pipe`), outside the helper's sandbox, and the helper waits for it
+/// and gets its output; everything else runs directly.
+pub fn command_line(program: &Path, argv: &[String], systemd: bool) -> (PathBuf, Vec<String>) {
+    let name = argv.first().map(String::as_str).unwrap_or_default();
+    if systemd && NETWORK_COMMANDS.contains(&name) {
+        let mut args: Vec<String> = [
+            "--wait",
+            "--pipe",
+            "--quiet",
+            "--collect",
+            "--service-type=exec",
+            "--description=Passthrough network change",
+            "--",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        args.push(program.to_string_lossy().into_owned());
+        args.extend(argv[1..].iter().cloned());
+        (PathBuf::from("/usr/bin/systemd-run"), args)
+    } else {
+        (program.to_path_buf(), argv[1..].to_vec())
+    }
+}
+
 impl CommandRunner for HostRunner {
     fn run(&self, argv: &[String], output: &mut dyn FnMut(&str)) -> Result<(), String> {
         let name = argv
             .first()
             .ok_or_else(|| gettext_f("empty command", &[]))?;
         let program = self.resolve(name)?;
-        let mut cmd = Command::new(&program);
-        cmd.args(&argv[1..])
+        let systemd = self.root.is_live() && Path::new("/run/systemd/system").is_dir();
+        let (exe, args) = command_line(&program, argv, systemd);
+        let mut cmd = Command::new(exe);
+        cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -794,6 +874,9 @@ pub struct TransactionRecord {
     pub error: Option<String>,
     /// For a trial: the plan that makes it permanent.
     pub permanent: Option<crate::plan::Plan>,
+    /// When it is undone unless confirmed (Unix time): see [`await_confirmation`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confirm_by: Option<u64>,
 }
 
 impl TransactionRecord {
@@ -827,6 +910,7 @@ impl Journal {
             kernel_args: self.kernel_args.clone(),
             error: self.error.clone(),
             permanent: self.permanent.clone(),
+            confirm_by: None,
         }
     }
 }
@@ -1321,7 +1405,10 @@ fn write_step(
                     .map_err(|e| ApplyError::io(&p, e))?;
             }
             let temp = store.root.path(&store.journal.files[i].temp);
-            let mode = meta.as_ref().map(|m| m.mode() & 0o7777).unwrap_or(0o644);
+            let mode = meta
+                .as_ref()
+                .map(|m| m.mode() & 0o7777)
+                .unwrap_or_else(|| new_file_mode(&store.journal.files[i].path));
             let owner = meta.as_ref().map(|m| (m.uid(), m.gid()));
             replace_file(&real, &temp, text.as_bytes(), mode, owner, &|| {
                 faults.point()
@@ -1398,7 +1485,7 @@ fn restore_all(
         .commands
         .iter()
         .filter(|c| final_phase == Phase::RolledBack || c.state != CommandState::Pending)
-        .map(|c| undo_one_shot(&c.argv).unwrap_or_else(|| c.argv.clone()))
+        .map(|c| undo_command(&c.argv).unwrap_or_else(|| c.argv.clone()))
         .collect();
     let mut failure = None;
     store.journal.restore_commands.clear();
@@ -1508,7 +1595,10 @@ fn rollback_impl(
     }
     store.journal.phase = Phase::RollingBack;
     store.save()?;
-    match restore_all(&mut store, runner, progress, Phase::RolledBack)? {
+    let outcome = restore_all(&mut store, runner, progress, Phase::RolledBack)?;
+    // Nothing waits for confirmation any more (the marker is only read for applied ones).
+    let _ = remove_if_exists(&store.dir.join(CONFIRM_BY));
+    match outcome {
         Some((argv, message)) => Err(ApplyError::CommandFailed {
             id,
             argv,
@@ -1517,6 +1607,65 @@ fn rollback_impl(
         }),
         None => Ok(()),
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Confirm or revert
+
+/// The file in a transaction's directory that says it is undone unless confirmed by then
+/// (Unix time, decimal).
+const CONFIRM_BY: &str = "confirm-by";
+
+/// Marks an applied transaction as undone at `deadline` (Unix time) unless [`confirm`]ed
+/// before: a change that can cut the user off (the network bridge) is kept only when the
+/// user can still answer afterwards. The mark is on disk, so a helper that restarts finds it.
+pub fn await_confirmation(
+    root: &HostRoot,
+    id: &TransactionId,
+    deadline: u64,
+) -> Result<(), ApplyError> {
+    let store = Store::load(root, id)?;
+    if store.journal.state() != TransactionState::Applied {
+        return Err(ApplyError::WrongState {
+            id: id.clone(),
+            state: store.journal.state(),
+        });
+    }
+    let path = store.dir.join(CONFIRM_BY);
+    atomic_write(&path, format!("{deadline}\n").as_bytes(), 0o600, None)
+        .map_err(|e| ApplyError::io(&path, e))
+}
+
+/// Keeps a transaction that waits for confirmation. False when none waits (already
+/// confirmed, undone, or never asked).
+pub fn confirm(root: &HostRoot, id: &TransactionId) -> Result<bool, ApplyError> {
+    let path = Store::dir_of(root, id).join(CONFIRM_BY);
+    let removed = remove_if_exists(&path).map_err(|e| ApplyError::io(&path, e))?;
+    if removed {
+        sync_dir(&Store::dir_of(root, id)).map_err(|e| ApplyError::io(&path, e))?;
+    }
+    Ok(removed)
+}
+
+/// When the transaction is undone unless confirmed; `None` when nothing waits.
+pub fn confirmation_deadline(root: &HostRoot, id: &TransactionId) -> Option<u64> {
+    fs::read_to_string(Store::dir_of(root, id).join(CONFIRM_BY))
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+}
+
+/// Every applied transaction that waits for confirmation, with its deadline.
+pub fn awaiting_confirmation(root: &HostRoot) -> Result<Vec<(TransactionId, u64)>, ApplyError> {
+    Ok(list(root)?
+        .into_iter()
+        .filter(|r| r.state == TransactionState::Applied)
+        .filter_map(|r| r.confirm_by.map(|t| (r.id, t)))
+        .collect())
+}
+
+/// The current Unix time, as the journal records it.
+pub fn unix_now() -> u64 {
+    now()
 }
 
 /// Every journaled transaction, newest first. Unreadable journals are skipped.
@@ -1531,7 +1680,11 @@ pub fn list(root: &HostRoot) -> Result<Vec<TransactionRecord>, ApplyError> {
         .iter()
         .filter_map(|n| TransactionId::parse(n).ok())
         .filter_map(|id| Store::load(root, &id).ok())
-        .map(|s| s.journal.record())
+        .map(|s| {
+            let mut record = s.journal.record();
+            record.confirm_by = confirmation_deadline(root, &record.id);
+            record
+        })
         .collect();
     records.sort_by(|a, b| (b.started, &b.id).cmp(&(a.started, &a.id)));
     Ok(records)

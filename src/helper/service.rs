@@ -7,12 +7,14 @@
 //! one transaction at a time runs under `changing`.
 
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use passthrough_core::dbus::{
     encode as encode_dto, HelperError, ACTION_CONFIGURE_HOST, ACTION_MANAGE_DEVICES,
     ACTION_READ_LOGS,
 };
 use passthrough_core::i18n::gettext_f;
+use passthrough_core::network::{self, render::NetworkChange};
 use passthrough_core::plan::Rendered;
 use passthrough_core::plan_render::{render, PlanError};
 use passthrough_core::transaction::{self, ApplyError, HostRunner, Progress, TransactionId};
@@ -22,7 +24,7 @@ use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
 
 use crate::authority::Authority;
-use crate::idle::Idle;
+use crate::idle::{Busy, Idle};
 use crate::{logs, reset, validate};
 
 /// The helper's one object, served at [`OBJECT_PATH`](passthrough_core::dbus::OBJECT_PATH).
@@ -101,6 +103,22 @@ impl Helper {
             let _lock = lock(&changing);
             recover(&root);
         }));
+        // Network changes a previous helper applied and nobody confirmed yet: undone at
+        // their deadline (at once when it has passed), unless confirmed before.
+        match transaction::awaiting_confirmation(&self.root) {
+            Ok(waiting) => {
+                for (id, deadline) in waiting {
+                    undo_unless_confirmed(
+                        self.root.clone(),
+                        self.changing.clone(),
+                        self.idle.busy(),
+                        id,
+                        deadline,
+                    );
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot list network changes to confirm"),
+        }
     }
 }
 
@@ -113,6 +131,56 @@ fn recover(root: &HostRoot) {
         }
         Err(e) => tracing::error!(error = %e, "cannot recover interrupted transactions"),
     }
+}
+
+/// Undoes transaction `id` at `deadline` (Unix time) unless it is confirmed before (its
+/// confirmation mark disappears). Runs on its own thread and keeps the helper alive
+/// (`busy`) until then: a network change that cut the user off is undone even though no
+/// one calls the helper any more.
+fn undo_unless_confirmed(
+    root: HostRoot,
+    changing: Arc<Mutex<()>>,
+    busy: Busy,
+    id: TransactionId,
+    deadline: u64,
+) {
+    std::thread::spawn(move || {
+        let _busy = busy;
+        while transaction::confirmation_deadline(&root, &id).is_some()
+            && transaction::unix_now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let _lock = lock(&changing);
+        if transaction::confirmation_deadline(&root, &id).is_none() {
+            tracing::info!(transaction = %id, "network change kept");
+            return;
+        }
+        tracing::warn!(transaction = %id, "network change not confirmed in time: undoing it");
+        let runner = HostRunner::new(root.clone());
+        match transaction::rollback_forced(&root, &id, &runner, &mut |_| {}) {
+            Ok(()) => tracing::info!(transaction = %id, "network change undone"),
+            Err(e) => {
+                tracing::error!(transaction = %id, error = %e, "cannot undo the network change")
+            }
+        }
+    });
+}
+
+/// Scans the host's network, validates the change against it, renders it, and checks the
+/// result with `netplan generate` and against the files the helper may write.
+fn prepare_network(
+    root: &HostRoot,
+    change_json: &str,
+    confirm_within: Option<u32>,
+) -> Result<Rendered, HelperError> {
+    let change: NetworkChange = validate::network_change(change_json, confirm_within)?;
+    let report = network::scan(root);
+    let rendered =
+        network::render::render(root, &report, &change).map_err(HelperError::InvalidArgument)?;
+    network::render::check_with_netplan(root, &rendered).map_err(HelperError::InvalidArgument)?;
+    validate::rendered_paths(&rendered)?;
+    Ok(rendered)
 }
 
 /// One line of progress for the `Progress` signal: transaction, step, line.
@@ -248,6 +316,94 @@ impl Helper {
                 let request = validate::log_request(&kind, &vm)?;
                 tracing::info!(?request, "reading a log");
                 logs::read(root, &request)
+            },
+        )
+        .await
+    }
+
+    /// The `Rendered` JSON of a network change (`NetworkChange` JSON: make or remove a
+    /// bridge) on this host, checked by `netplan generate`. No privilege: it reads what any
+    /// user can read and changes nothing.
+    async fn preview_network(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        change: String,
+    ) -> Result<String, HelperError> {
+        let busy = self.idle.busy();
+        let caller = caller(&header);
+        let root = self.root.clone();
+        let result = zruntime::unblock(move || {
+            let _busy = busy;
+            encode(&prepare_network(&root, &change, None)?)
+        })
+        .await;
+        log_outcome("PreviewNetwork", &caller, &result);
+        result
+    }
+
+    /// Applies a network change as one transaction and returns its ID; it is undone
+    /// `confirm_within` seconds later unless `ConfirmNetwork` keeps it (as `netplan try`
+    /// does), so a change that cut the user off undoes itself. polkit `configure-host`.
+    async fn apply_network(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+        change: String,
+        confirm_within: u32,
+    ) -> Result<String, HelperError> {
+        let idle = self.idle.clone();
+        let shared = self.changing.clone();
+        self.change_host(
+            &header,
+            &emitter,
+            "ApplyNetwork",
+            ACTION_CONFIGURE_HOST,
+            move |root, changing, tx| {
+                let guard = lock(changing);
+                let rendered = prepare_network(root, &change, Some(confirm_within))?;
+                let runner = HostRunner::new(root.clone());
+                let mut reporter = Reporter::new(None, tx);
+                let id = transaction::apply(root, &rendered, &runner, &mut |p| reporter.report(p))
+                    .map_err(apply_error)?;
+                let deadline = transaction::unix_now() + u64::from(confirm_within);
+                if let Err(e) = transaction::await_confirmation(root, &id, deadline) {
+                    // Without the mark nothing would undo it: undo it now.
+                    let _ = transaction::rollback_forced(root, &id, &runner, &mut |_| {});
+                    return Err(apply_error(e));
+                }
+                drop(guard);
+                undo_unless_confirmed(root.clone(), shared, idle.busy(), id.clone(), deadline);
+                Ok(id.to_string())
+            },
+        )
+        .await
+    }
+
+    /// Keeps a network change that `ApplyNetwork` applied; fails when it was already undone
+    /// (too late) or never waited. polkit `configure-host`.
+    async fn confirm_network(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+        transaction: String,
+    ) -> Result<(), HelperError> {
+        self.change_host(
+            &header,
+            &emitter,
+            "ConfirmNetwork",
+            ACTION_CONFIGURE_HOST,
+            move |root, changing, _progress| {
+                let id = validate::transaction_id(&transaction)?;
+                let id = TransactionId::parse(id).map_err(apply_error)?;
+                let _lock = lock(changing);
+                if transaction::confirm(root, &id).map_err(apply_error)? {
+                    Ok(())
+                } else {
+                    Err(HelperError::Failed(gettext_f(
+                        "The network change {id} is no longer waiting to be kept: it was undone, or kept already.",
+                        &[("id", id.as_str())],
+                    )))
+                }
             },
         )
         .await

@@ -14,6 +14,9 @@ use passthrough_core::plan::{Plan, Rendered};
 use passthrough_core::HostReport;
 use serde_json::Value;
 
+use passthrough_core::network::render::NetworkChange;
+use passthrough_core::network::{netplan_yaml, validate_interface_name, Renderer};
+
 use crate::logs::LogRequest;
 
 /// Where a plan may change files (host paths): the boot-loader, initramfs, modprobe and udev
@@ -33,6 +36,9 @@ pub const PLAN_WRITABLE: &[&str] = &[
     "/etc/udev/rules.d",
     "/boot",
     "/efi",
+    // The network bridge (`ApplyNetwork`).
+    "/etc/netplan",
+    "/etc/systemd/network",
 ];
 
 /// The helper's own state: the transaction journal and backups.
@@ -182,6 +188,48 @@ pub fn resettable_gpu(text: &str, report: &HostReport) -> Result<PciAddress, Hel
             &[("address", &address.to_string()), ("driver", driver)],
         ))),
     }
+}
+
+/// The shortest and longest time `ApplyNetwork` waits for `ConfirmNetwork`, in seconds.
+pub const CONFIRM_WITHIN: std::ops::RangeInclusive<u32> = 2..=600;
+
+/// Parses a network change's JSON strictly (no unknown fields, valid interface names, valid
+/// addresses); the host is checked when it is rendered.
+pub fn network_change(
+    json: &str,
+    confirm_within: Option<u32>,
+) -> Result<NetworkChange, HelperError> {
+    if json.len() > MAX_ARGUMENT_LEN {
+        return Err(invalid(gettext_f(
+            "The network change is too large ({size} bytes).",
+            &[("size", &json.len().to_string())],
+        )));
+    }
+    if let Some(seconds) = confirm_within {
+        if !CONFIRM_WITHIN.contains(&seconds) {
+            return Err(invalid(gettext_f(
+                "The time to confirm the network change must be {min} to {max} seconds, not {seconds}.",
+                &[
+                    ("min", &CONFIRM_WITHIN.start().to_string()),
+                    ("max", &CONFIRM_WITHIN.end().to_string()),
+                    ("seconds", &seconds.to_string()),
+                ],
+            )));
+        }
+    }
+    let change: NetworkChange = serde_json::from_str(json).map_err(|e| {
+        invalid(gettext_f(
+            "The network change is not valid: {error}",
+            &[("error", &e.to_string())],
+        ))
+    })?;
+    validate_interface_name(change.bridge()).map_err(invalid)?;
+    if let NetworkChange::Create { plan } = &change {
+        validate_interface_name(&plan.port).map_err(invalid)?;
+        // Every address and name, before the host is even read.
+        netplan_yaml(plan, Renderer::Networkd).map_err(invalid)?;
+    }
+    Ok(change)
 }
 
 /// Parses and checks a plan against this host.

@@ -10,11 +10,13 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_yaml::{Mapping, Value};
 
 use crate::i18n::gettext_f;
 use crate::HostRoot;
+
+pub mod render;
 
 /// The file the bridge's netplan configuration goes to (a host path). The `90-` prefix makes
 /// it override the distribution's own file (e.g. `01-netcfg.yaml`) for the port.
@@ -252,7 +254,7 @@ pub fn can_bridge(iface: &Interface) -> Result<(), String> {
 }
 
 /// How the bridge gets its IPv4 address.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Ipv4 {
     Dhcp,
@@ -264,7 +266,7 @@ pub enum Ipv4 {
 }
 
 /// How the bridge gets its IPv6 addresses.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Ipv6 {
     /// DHCPv6 (with router advertisements).
@@ -279,7 +281,8 @@ pub enum Ipv6 {
 }
 
 /// A bridge with one wired port that takes over the port's IP configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BridgePlan {
     pub bridge: String,
     pub port: String,
@@ -362,7 +365,7 @@ fn family(text: &str, addr: IpAddr, v6: bool) -> Result<(), String> {
     }
 }
 
-fn ip(text: &str) -> Result<IpAddr, String> {
+pub(crate) fn ip(text: &str) -> Result<IpAddr, String> {
     text.trim().parse().map_err(|_| {
         gettext_f(
             "“{address}” is not a valid IP address.",
@@ -372,7 +375,7 @@ fn ip(text: &str) -> Result<IpAddr, String> {
 }
 
 /// Validated static addresses and gateway of one family.
-fn static_config(
+pub(crate) fn static_config(
     addresses: &[String],
     gateway: &Option<String>,
     v6: bool,
@@ -584,9 +587,10 @@ pub fn markdown(report: &NetworkReport) -> String {
             InterfaceKind::Bridge => gettext_f("bridge", &[]),
         }];
         match i.carrier {
-            Some(true) if i.kind != InterfaceKind::Bridge => {
+            Some(true) if i.kind == InterfaceKind::Wired => {
                 facts.push(gettext_f("cable connected", &[]))
             }
+            Some(true) if i.kind == InterfaceKind::Wifi => facts.push(gettext_f("connected", &[])),
             Some(false) => facts.push(gettext_f("no carrier", &[])),
             _ => {}
         }

@@ -513,3 +513,506 @@ fn passthroughctl_network_text_and_json() {
     assert_eq!(out.status.code(), Some(2));
     assert!(!out.stderr.is_empty());
 }
+
+// ---------------------------------------------------------------------------------------
+// The bridge as a transaction (`network::render`)
+
+use passthrough_core::network::render::{
+    check_with_netplan, networkd_files, render, NetworkChange, NETWORKD_DIR,
+};
+use passthrough_core::transaction::{self, CommandRunner, TransactionState};
+use std::cell::RefCell;
+
+/// Records every command instead of running it.
+#[derive(Default)]
+struct Record(RefCell<Vec<String>>);
+
+impl CommandRunner for Record {
+    fn run(&self, argv: &[String], _output: &mut dyn FnMut(&str)) -> Result<(), String> {
+        self.0.borrow_mut().push(argv.join(" "));
+        Ok(())
+    }
+}
+
+fn quiet(_: &transaction::Progress) {}
+
+/// Every file under `root` with its bytes (symlinks as their target).
+fn tree(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            let meta = fs::symlink_metadata(&p).unwrap();
+            if meta.is_dir() {
+                stack.push(p);
+            } else if meta.file_type().is_symlink() {
+                out.push((
+                    p.clone(),
+                    fs::read_link(&p)
+                        .unwrap()
+                        .into_os_string()
+                        .into_encoded_bytes(),
+                ));
+            } else {
+                out.push((p.clone(), fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The desktop without its br0, for making one.
+fn desktop_without_br0(root: &Path) {
+    desktop(root);
+    fs::remove_dir_all(root.join("sys/class/net/br0")).unwrap();
+    fs::remove_file(root.join("sys/class/net/enp7s0/master")).unwrap();
+}
+
+/// The desktop (without br0 unless `keep_br0`) with netplan over networkd, as Ubuntu Server
+/// installs it.
+fn netplan_desktop_with(keep_br0: bool) -> (tempfile::TempDir, PathBuf) {
+    let (t, root) = temp_root();
+    if keep_br0 {
+        desktop(&root);
+    } else {
+        desktop_without_br0(&root);
+    }
+    write(
+        &root,
+        "etc/netplan/00-installer-config.yaml",
+        "network:\n  version: 2\n  renderer: networkd\n  ethernets:\n    enp5s0:\n      dhcp4: true\n",
+    );
+    (t, root)
+}
+
+fn netplan_desktop() -> (tempfile::TempDir, PathBuf) {
+    netplan_desktop_with(false)
+}
+
+#[test]
+fn the_netplan_bridge_is_checked_by_netplan_applied_and_rolled_back_byte_for_byte() {
+    let (_t, root) = netplan_desktop();
+    let host = HostRoot::new(&root);
+    let before = tree(&root);
+    let report = network::scan(&host);
+    let create = NetworkChange::Create {
+        plan: BridgePlan::new("enp5s0"),
+    };
+    let rendered = render(&host, &report, &create).unwrap();
+    assert_eq!(rendered.files.len(), 1);
+    assert_eq!(rendered.files[0].path, NETPLAN_FILE);
+    assert_eq!(rendered.files[0].before, None);
+    assert_eq!(
+        rendered.commands,
+        vec![vec!["netplan".to_owned(), "apply".to_owned()]]
+    );
+    check_with_netplan(&host, &rendered).unwrap();
+    // Checking wrote nothing into the root.
+    assert_eq!(tree(&root), before);
+
+    let runner = Record::default();
+    let id = transaction::apply(&host, &rendered, &runner, &mut quiet).unwrap();
+    let file = root.join(NETPLAN_FILE.trim_start_matches('/'));
+    assert_eq!(
+        fs::read_to_string(&file).unwrap(),
+        rendered.files[0].after.clone().unwrap()
+    );
+    // netplan warns about (and may refuse) files other users can read.
+    assert_eq!(
+        fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(*runner.0.borrow(), ["netplan apply"]);
+
+    // The same change again: nothing to do.
+    let report = network::scan(&host);
+    let err = render(&host, &report, &create).unwrap_err();
+    assert!(err.contains("nothing to apply"), "{err}");
+
+    // Removal deletes exactly our file; its rollback brings it back.
+    let remove = NetworkChange::Remove {
+        bridge: "br0".into(),
+    };
+    let removal = render(&host, &report, &remove).unwrap();
+    assert_eq!(removal.files.len(), 1);
+    assert_eq!(removal.files[0].after, None);
+    check_with_netplan(&host, &removal).unwrap();
+    let rid = transaction::apply(&host, &removal, &runner, &mut quiet).unwrap();
+    assert!(!file.exists());
+    transaction::rollback(&host, &rid, &runner, &mut quiet).unwrap();
+    assert!(file.exists());
+    transaction::rollback(&host, &id, &runner, &mut quiet).unwrap();
+    assert_eq!(
+        *runner.0.borrow(),
+        [
+            "netplan apply",
+            "netplan apply",
+            "netplan apply",
+            "netplan apply"
+        ]
+    );
+    let after: Vec<_> = tree(&root)
+        .into_iter()
+        .filter(|(p, _)| !p.starts_with(root.join("var/lib/passthrough")))
+        .collect();
+    assert_eq!(
+        after, before,
+        "rolling both back restores the tree byte for byte"
+    );
+}
+
+#[test]
+fn netplan_rejections_change_nothing_and_say_where() {
+    let (_t, root) = netplan_desktop();
+    // The distribution's file is broken (a tab in YAML indentation): netplan's own error.
+    write(
+        &root,
+        "etc/netplan/00-installer-config.yaml",
+        "network:\n  version: 2\n  ethernets:\n\tenp5s0:\n      dhcp4: true\n",
+    );
+    let host = HostRoot::new(&root);
+    let report = network::scan(&host);
+    let rendered = render(
+        &host,
+        &report,
+        &NetworkChange::Create {
+            plan: BridgePlan::new("enp5s0"),
+        },
+    )
+    .unwrap();
+    let before = tree(&root);
+    let err = check_with_netplan(&host, &rendered).unwrap_err();
+    assert!(err.starts_with("netplan rejects"), "{err}");
+    assert!(err.contains("00-installer-config.yaml"), "{err}");
+    assert!(
+        !err.contains("passthrough-netplan-"),
+        "the private directory leaks: {err}"
+    );
+    assert_eq!(tree(&root), before);
+
+    // Another file already defines br0 as something else: a clash netplan sees.
+    write(
+        &root,
+        "etc/netplan/00-installer-config.yaml",
+        "network:\n  version: 2\n  ethernets:\n    enp5s0:\n      dhcp4: true\n  bonds:\n    br0:\n      interfaces: [enp6s0]\n",
+    );
+    let err = check_with_netplan(&host, &rendered).unwrap_err();
+    assert!(err.starts_with("netplan rejects"), "{err}");
+}
+
+#[test]
+fn refusals_name_the_reason_and_leave_the_host_alone() {
+    let (_t, root) = netplan_desktop_with(true);
+    let host = HostRoot::new(&root);
+    let report = network::scan(&host);
+    let create = |port: &str, bridge: &str| NetworkChange::Create {
+        plan: BridgePlan {
+            bridge: bridge.into(),
+            ..BridgePlan::new(port)
+        },
+    };
+    let err = render(&host, &report, &create("wlan0", "br1")).unwrap_err();
+    assert!(err.contains("Wi-Fi"), "{err}");
+    // br0 exists (with enp7s0) and Passthrough did not make it.
+    let err = render(&host, &report, &create("enp6s0", "br0")).unwrap_err();
+    assert!(err.contains("exists already"), "{err}");
+    let err = render(&host, &report, &create("enp5s0", "br 0")).unwrap_err();
+    assert!(err.contains("br 0"), "{err}");
+    // Removing a bridge Passthrough did not make.
+    let err = render(
+        &host,
+        &report,
+        &NetworkChange::Remove {
+            bridge: "br0".into(),
+        },
+    )
+    .unwrap_err();
+    assert!(err.contains("removes only what it made"), "{err}");
+    // A file of ours by name but not by content is not ours.
+    write(
+        &root,
+        NETPLAN_FILE.trim_start_matches('/'),
+        "network:\n  version: 2\n  bridges:\n    br0: {}\n",
+    );
+    let err = render(
+        &host,
+        &report,
+        &NetworkChange::Remove {
+            bridge: "br0".into(),
+        },
+    )
+    .unwrap_err();
+    assert!(err.contains("removes only what it made"), "{err}");
+    // Nothing manages the network: the by-hand sentence.
+    let bare = NetworkReport {
+        manager: Manager::None,
+        ..report.clone()
+    };
+    let err = render(&host, &bare, &create("enp5s0", "br1")).unwrap_err();
+    assert!(err.contains("by hand"), "{err}");
+    // Requests come as JSON from the app: unknown fields are refused.
+    let json = r#"{"action":"create","plan":{"bridge":"br0","port":"enp5s0","ipv4":"dhcp","ipv6":"ra","dns":[],"extra":1}}"#;
+    assert!(serde_json::from_str::<NetworkChange>(json).is_err());
+    let json = r#"{"action":"create","plan":{"bridge":"br0","port":"enp5s0","ipv4":"dhcp","ipv6":"ra","dns":[]}}"#;
+    assert_eq!(
+        serde_json::from_str::<NetworkChange>(json).unwrap(),
+        NetworkChange::Create {
+            plan: BridgePlan::new("enp5s0")
+        }
+    );
+}
+
+/// `key=value` facts of networkd files, for comparing ours with netplan's.
+fn facts(text: &str) -> Vec<String> {
+    let mut section = String::new();
+    let mut out = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        if line.starts_with('[') {
+            section = line.to_owned();
+        } else {
+            out.push(format!("{section}{line}"));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn networkd_files_say_what_netplan_says_for_the_same_bridge() {
+    // Static IPv4 with a gateway, static IPv6, two DNS servers.
+    let plan = BridgePlan {
+        bridge: "br0".into(),
+        port: "enp5s0".into(),
+        ipv4: Ipv4::Static {
+            addresses: vec!["192.168.1.20/24".into()],
+            gateway: Some("192.168.1.1".into()),
+        },
+        ipv6: Ipv6::Static {
+            addresses: vec!["2001:db8::20/64".into()],
+            gateway: None,
+        },
+        dns: vec!["192.168.1.1".into(), "2001:4860:4860::8888".into()],
+    };
+    let ours = networkd_files(&plan).unwrap();
+    let (_t, gen) = generate(&netplan_yaml(&plan, Renderer::Networkd).unwrap(), &[]);
+    let theirs = |name: &str| {
+        facts(&read(
+            &gen,
+            &format!("run/systemd/network/10-netplan-{name}"),
+        ))
+    };
+    let ours_of = |suffix: &str| {
+        let (_, text) = ours.iter().find(|(p, _)| p.ends_with(suffix)).unwrap();
+        facts(text)
+    };
+    // The bridge device: the same keys, values and sections.
+    assert_eq!(ours_of("br0.netdev"), theirs("br0.netdev"));
+    // The bridge's network: every address and DNS server netplan writes, we write.
+    let t = theirs("br0.network");
+    let o = ours_of("br0.network");
+    for key in ["[Network]Address=", "[Network]DNS=", "[Match]Name="] {
+        let pick = |v: &[String]| {
+            v.iter()
+                .filter(|l| l.starts_with(key))
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(pick(&o), pick(&t), "{key}");
+    }
+    // The gateway: netplan writes a [Route]; we write Gateway=, the same route.
+    assert!(
+        t.contains(&"[Route]Gateway=192.168.1.1".to_owned()),
+        "{t:?}"
+    );
+    assert!(
+        o.contains(&"[Network]Gateway=192.168.1.1".to_owned()),
+        "{o:?}"
+    );
+    assert!(o.contains(&"[Network]IPv6AcceptRA=no".to_owned()), "{o:?}");
+    // The port: only a member of the bridge.
+    let t = theirs("enp5s0.network");
+    let o = ours_of("enp5s0.network");
+    assert!(
+        t.contains(&"[Network]Bridge=br0".to_owned())
+            && o.contains(&"[Network]Bridge=br0".to_owned())
+    );
+    assert!(
+        o.iter()
+            .all(|l| !l.contains("Address=") && !l.contains("DHCP=")),
+        "{o:?}"
+    );
+
+    // DHCP: the same DHCP= value as netplan.
+    let dhcp = BridgePlan::new("enp5s0");
+    let ours = networkd_files(&dhcp).unwrap();
+    let (_t2, gen) = generate(&netplan_yaml(&dhcp, Renderer::Networkd).unwrap(), &[]);
+    let t = facts(&read(&gen, "run/systemd/network/10-netplan-br0.network"));
+    let o = facts(&ours[1].1);
+    let pick = |v: &[String]| {
+        v.iter()
+            .filter(|l| l.starts_with("[Network]DHCP="))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(pick(&o), pick(&t));
+}
+
+#[test]
+fn networkd_bridge_applies_removes_and_the_removal_rolls_back_without_deleting_again() {
+    let (_t, root) = temp_root();
+    desktop_without_br0(&root);
+    write(
+        &root,
+        "etc/systemd/network/20-wired.network",
+        "[Match]\nName=enp5s0\n\n[Network]\nDHCP=yes\n",
+    );
+    // A file with our prefix that a user wrote: never touched.
+    write(
+        &root,
+        "etc/systemd/network/05-passthrough-notes.network",
+        "[Match]\nName=enp6s0\n",
+    );
+    let host = HostRoot::new(&root);
+    let report = network::scan(&host);
+    assert_eq!(report.manager, Manager::Networkd);
+    let rendered = render(
+        &host,
+        &report,
+        &NetworkChange::Create {
+            plan: BridgePlan::new("enp5s0"),
+        },
+    )
+    .unwrap();
+    let paths: Vec<&str> = rendered.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/etc/systemd/network/05-passthrough-br0.netdev",
+            "/etc/systemd/network/05-passthrough-br0.network",
+            "/etc/systemd/network/05-passthrough-enp5s0.network",
+        ]
+    );
+    // Sorted before the distribution's file, so it wins for enp5s0.
+    assert!("05-passthrough-enp5s0.network" < "20-wired.network");
+    for f in &rendered.files {
+        assert!(transaction::path_allowed(&f.path), "{}", f.path);
+    }
+    assert!(!transaction::path_allowed(
+        "/etc/systemd/network/20-wired.network"
+    ));
+    assert!(!transaction::path_allowed(&format!(
+        "{NETWORKD_DIR}05-passthrough-"
+    )));
+    let runner = Record::default();
+    let id = transaction::apply(&host, &rendered, &runner, &mut quiet).unwrap();
+    let before_removal = tree(&root);
+
+    let report = network::scan(&host);
+    let removal = render(
+        &host,
+        &report,
+        &NetworkChange::Remove {
+            bridge: "br0".into(),
+        },
+    )
+    .unwrap();
+    let removed: Vec<&str> = removal.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(
+        removed, paths,
+        "exactly our three files, not the user's one"
+    );
+    let rid = transaction::apply(&host, &removal, &runner, &mut quiet).unwrap();
+    assert!(root
+        .join("etc/systemd/network/05-passthrough-notes.network")
+        .exists());
+    // Undoing the removal must not delete the bridge again: `networkctl reload` makes it.
+    transaction::rollback(&host, &rid, &runner, &mut quiet).unwrap();
+    let now: Vec<_> = tree(&root)
+        .into_iter()
+        .filter(|(p, _)| !p.starts_with(root.join("var/lib/passthrough")))
+        .collect();
+    let then: Vec<_> = before_removal
+        .into_iter()
+        .filter(|(p, _)| !p.starts_with(root.join("var/lib/passthrough")))
+        .collect();
+    assert_eq!(now, then);
+    assert_eq!(
+        *runner.0.borrow(),
+        [
+            "networkctl reload",
+            "networkctl reconfigure enp5s0",
+            "networkctl reload",
+            "networkctl reconfigure enp5s0",
+            "networkctl delete br0",
+            "networkctl reload",
+            "networkctl reconfigure enp5s0",
+            "networkctl reload",
+        ]
+    );
+    let list = transaction::list(&host).unwrap();
+    assert!(list
+        .iter()
+        .any(|r| r.id == id && r.state == TransactionState::Applied));
+    // The allow-list takes networkctl only with an interface name.
+    let v = |s: &[&str]| s.iter().map(|w| w.to_string()).collect::<Vec<_>>();
+    assert!(transaction::command_allowed(&v(&[
+        "networkctl",
+        "delete",
+        "br0"
+    ])));
+    assert!(!transaction::command_allowed(&v(&[
+        "networkctl",
+        "delete",
+        "../x"
+    ])));
+    // Not an option in disguise.
+    assert!(!transaction::command_allowed(&v(&[
+        "networkctl",
+        "delete",
+        "--all"
+    ])));
+    assert!(!transaction::command_allowed(&v(&[
+        "netplan", "apply", "--state", "/tmp"
+    ])));
+}
+
+#[test]
+fn confirm_or_revert_marks_survive_on_disk_until_confirmed_or_rolled_back() {
+    let (_t, root) = netplan_desktop();
+    let host = HostRoot::new(&root);
+    let report = network::scan(&host);
+    let rendered = render(
+        &host,
+        &report,
+        &NetworkChange::Create {
+            plan: BridgePlan::new("enp5s0"),
+        },
+    )
+    .unwrap();
+    let runner = Record::default();
+    let id = transaction::apply(&host, &rendered, &runner, &mut quiet).unwrap();
+    assert_eq!(transaction::awaiting_confirmation(&host).unwrap(), []);
+    transaction::await_confirmation(&host, &id, 4_000_000_000).unwrap();
+    assert_eq!(
+        transaction::awaiting_confirmation(&host).unwrap(),
+        [(id.clone(), 4_000_000_000)]
+    );
+    let record = transaction::list(&host).unwrap().remove(0);
+    assert_eq!(record.confirm_by, Some(4_000_000_000));
+    assert!(transaction::confirm(&host, &id).unwrap());
+    assert!(
+        !transaction::confirm(&host, &id).unwrap(),
+        "confirmed once only"
+    );
+    assert_eq!(transaction::awaiting_confirmation(&host).unwrap(), []);
+    // A rollback clears the mark too, and a rolled-back transaction cannot wait.
+    transaction::await_confirmation(&host, &id, 4_000_000_000).unwrap();
+    transaction::rollback(&host, &id, &runner, &mut quiet).unwrap();
+    assert_eq!(transaction::awaiting_confirmation(&host).unwrap(), []);
+    assert!(transaction::await_confirmation(&host, &id, 1).is_err());
+}
