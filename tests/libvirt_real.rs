@@ -2,13 +2,16 @@
 //! Windows 11 VM from the wizard's own domain XML (`vm::xml::domain_xml`, `kvm: false`, no
 //! GPU, Secure Boot, TPM, QXL + SPICE) on a qcow2 disk made by `create_volume` in a storage
 //! pool of its own; started, shut down, forced off, undefined with its NVRAM and TPM state.
+//! Then the network on a host bridge (`define_bridge_network`, `<forward mode="bridge"/>`) on
+//! a bridge the test makes: defined, autostarted, started, reused, removed.
 //!
 //! Needs root (it starts the daemons as root). When a libvirtd already answers on
 //! `qemu:///system`, the test uses it and leaves it running. Otherwise it starts `virtlogd`
 //! and `libvirtd` itself (`-d -p PIDFILE`: there is no systemd to start them) in a mount and
 //! network namespace of their own: libvirt's state directories there are empty copies inside
 //! the test's temp dir, so the host's VMs, hooks and configuration are never seen nor changed
-//! and the networks it makes exist only in that namespace. The client connects to
+//! and the networks it makes exist only in that namespace (with a network hook of the test's
+//! own that refuses to start networks named `pt-nostart-…`). The client connects to
 //! `qemu:///system` through the daemon's socket in the temp dir. Nothing is installed here:
 //! `build-aux/deps test` installs the packages.
 
@@ -62,6 +65,18 @@ done
 for conf in "$dir"/etc-conf/*.conf; do
     [ -e "$conf" ] && cp -p "$conf" /etc/libvirt/
 done
+# One hook of our own (libvirtd looks for hooks when it starts): networks named
+# pt-nostart-… fail to start, as a network can on a real host.
+mkdir -p /etc/libvirt/hooks
+cat >/etc/libvirt/hooks/network <<'HOOK'
+#!/bin/sh
+cat >/dev/null
+case "$1 $2 $3" in
+"pt-nostart-"*" start begin") echo "the test's hook refuses to start $1" >&2; exit 1 ;;
+esac
+exit 0
+HOOK
+chmod 0755 /etc/libvirt/hooks/network
 # /dev/kvm as udev makes it on a desktop (root:kvm 0660), here only: libvirt probes QEMU
 # again on every call when its probe (run as root) saw KVM that the qemu user cannot open.
 if [ -c /dev/kvm ] && getent group kvm >/dev/null; then
@@ -174,15 +189,65 @@ fn stop(pid: u32, name: &str) {
     eprintln!("stopped {name} (pid {pid})");
 }
 
-/// `virsh -c URI ARGS…`, which must succeed.
-fn virsh(uri: &str, args: &[&str]) {
+/// `virsh -c URI ARGS…` (in the C locale), which must succeed; its standard output.
+fn virsh(uri: &str, args: &[&str]) -> String {
     let out = Command::new("virsh")
         .arg("-c")
         .arg(uri)
         .args(args)
+        .env("LC_ALL", "C")
         .output()
         .expect("virsh (libvirt-clients)");
     assert!(out.status.success(), "virsh {args:?}: {}", out_text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `ip ARGS…` in the network namespace of libvirtd (ours: `nsenter` into it by its PID; a
+/// libvirtd that ran already: the host's).
+fn ip(libvirtd: Option<u32>, args: &[&str]) -> std::process::Output {
+    let mut command = match libvirtd {
+        Some(pid) => {
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--target={pid}")).args(["--net", "ip"]);
+            c
+        }
+        None => Command::new("ip"),
+    };
+    command.args(args).output().expect("ip (iproute2)")
+}
+
+/// A bridge device made by the test in libvirtd's network namespace, deleted when dropped.
+struct TestBridge {
+    name: String,
+    libvirtd: Option<u32>,
+}
+
+impl TestBridge {
+    fn add(name: &str, libvirtd: Option<u32>) -> Self {
+        let out = ip(libvirtd, &["link", "add", name, "type", "bridge"]);
+        assert!(
+            out.status.success(),
+            "ip link add {name} type bridge: {}",
+            out_text(&out)
+        );
+        Self {
+            name: name.to_owned(),
+            libvirtd,
+        }
+    }
+}
+
+impl Drop for TestBridge {
+    fn drop(&mut self) {
+        let _ = ip(self.libvirtd, &["link", "del", &self.name]);
+    }
+}
+
+/// The value of `Key:` in `virsh net-info` output.
+fn info_field<'a>(info: &'a str, key: &str) -> Option<&'a str> {
+    info.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .map(str::trim)
 }
 
 /// virsh commands run when dropped, last added first, whatever happened before: the test's
@@ -270,7 +335,7 @@ fn a_windows_11_vm_on_a_real_libvirtd() {
             "{path} is missing: build-aux/deps test installs it"
         );
     }
-    for program in ["virsh", "unshare", "ip", "swtpm_setup"] {
+    for program in ["virsh", "unshare", "nsenter", "ip", "swtpm_setup"] {
         assert!(
             have(program),
             "{program} is missing: build-aux/deps test installs it"
@@ -415,7 +480,7 @@ fn a_windows_11_vm_on_a_real_libvirtd() {
             pool: pool.clone(),
             size_gib: 1,
         },
-        network: NetworkChoice::Network(network),
+        network: NetworkChoice::Network(network.clone()),
         gpu: None,
         code43: Default::default(),
         display: Display::QxlSpice,
@@ -481,6 +546,105 @@ fn a_windows_11_vm_on_a_real_libvirtd() {
     assert!(!tpm_state.exists(), "{} is left", tpm_state.display());
     let error = lv.start(&uuid).unwrap_err();
     assert!(error.is_not_found(), "{error:?}");
+
+    // The network on a host bridge, as the reference post makes for br0, with a name that
+    // holds XML's special characters. (libvirt 9.0 starts such a network whether the bridge
+    // exists or not; VMs fail to start on a missing one.)
+    let bridge = format!("ptlan{}", tag % 100_000);
+    let lan = format!("pt-real-lan'\"&-{tag}");
+    let libvirtd = own
+        .as_ref()
+        .map(|d| d.pid("libvirtd").expect("libvirtd's PID file"));
+    let config = |name: &str| {
+        (
+            host_path(&format!("/etc/libvirt/qemu/networks/{name}.xml")),
+            host_path(&format!("/etc/libvirt/qemu/networks/autostart/{name}.xml")),
+        )
+    };
+    let (network_file, autostart_link) = config(&lan);
+    let test_bridge = TestBridge::add(&bridge, libvirtd);
+    undo.push(&["net-undefine", &lan]);
+    undo.push(&["net-destroy", &lan]);
+    let made = lv
+        .define_bridge_network(&lan, &bridge)
+        .unwrap_or_else(|e| panic!("{}", e.message()));
+    assert_eq!(made.name, lan);
+    assert_eq!(made.forward.as_deref(), Some("bridge"));
+    assert_eq!(made.bridge.as_deref(), Some(bridge.as_str()));
+    assert!(made.active && made.autostart, "{made:?}");
+    let info = virsh(&uri, &["net-info", &lan]);
+    for (key, want) in [
+        ("Name", lan.as_str()),
+        ("Active", "yes"),
+        ("Persistent", "yes"),
+        ("Autostart", "yes"),
+        ("Bridge", bridge.as_str()),
+    ] {
+        assert_eq!(info_field(&info, key), Some(want), "{key} in\n{info}");
+    }
+    assert!(network_file.is_file(), "no {}", network_file.display());
+    assert!(
+        autostart_link.symlink_metadata().is_ok(),
+        "no {}",
+        autostart_link.display()
+    );
+    // Again: reused as it is. Under the name of the other network: refused, which stays.
+    assert_eq!(lv.define_bridge_network(&lan, &bridge).unwrap(), made);
+    let other_before = lv
+        .networks()
+        .unwrap()
+        .into_iter()
+        .find(|n| n.name == network);
+    let error = lv.define_bridge_network(&network, &bridge).unwrap_err();
+    assert!(error.is_name_taken(), "{error:?}");
+    let other_after = lv
+        .networks()
+        .unwrap()
+        .into_iter()
+        .find(|n| n.name == network);
+    assert_eq!(other_after, other_before);
+
+    lv.remove_network(&lan)
+        .unwrap_or_else(|e| panic!("{}", e.message()));
+    assert!(!lv.networks().unwrap().iter().any(|n| n.name == lan));
+    assert!(lv.remove_network(&lan).unwrap_err().is_not_found());
+    assert!(!network_file.exists(), "{} is left", network_file.display());
+    assert!(
+        autostart_link.symlink_metadata().is_err(),
+        "{} is left",
+        autostart_link.display()
+    );
+
+    // A network that libvirt defines but cannot start (our daemons' hook refuses it) is
+    // undefined again: no definition, no autostart link.
+    if own.is_some() {
+        let refused = format!("pt-nostart-{tag}");
+        undo.push(&["net-undefine", &refused]);
+        let error = lv.define_bridge_network(&refused, &bridge).unwrap_err();
+        assert!(
+            error
+                .message()
+                .starts_with(&format!("Cannot start the network {refused}: ")),
+            "{}",
+            error.message()
+        );
+        assert!(
+            error.libvirt_message().is_some_and(|m| m.contains("hook")),
+            "{error:?}"
+        );
+        assert!(!lv.networks().unwrap().iter().any(|n| n.name == refused));
+        let (file, link) = config(&refused);
+        assert!(!file.exists(), "{} is left", file.display());
+        assert!(
+            link.symlink_metadata().is_err(),
+            "{} is left",
+            link.display()
+        );
+    }
+
+    drop(test_bridge);
+    let out = ip(libvirtd, &["link", "show", &bridge]);
+    assert!(!out.status.success(), "{bridge} is left");
 
     // Everything else goes in order: the volume, the network, the pool, the connection,
     // then our daemons, then the temp dir.

@@ -2,9 +2,13 @@
 //! process. Its state is shared by every connection of the process, so each test works on
 //! domains and volumes of its own names and only reads the driver's built-in `test` domain.
 
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use passthrough_core::vm::libvirt::{DomainInfo, DomainState, Libvirt, MAX_VOLUME_GIB};
+use passthrough_core::vm::libvirt::{
+    bridge_network_xml, DomainInfo, DomainState, Libvirt, NetworkInfo, MAX_NETWORK_NAME_LEN,
+    MAX_VOLUME_GIB,
+};
 use passthrough_core::vm::xml::domain_xml;
 use passthrough_core::vm::{Code43, NetworkChoice, Storage, VmSpec, WindowsVersion};
 
@@ -243,6 +247,291 @@ fn networks_have_their_bridge_and_forward_mode() {
     assert!(default.active);
     assert_eq!(default.bridge.as_deref(), Some("virbr0"));
     assert_eq!(default.forward.as_deref(), Some("nat"));
+    // The test driver's default network is not autostarted.
+    assert!(!default.autostart);
+}
+
+/// A host bridge name of its own for each test (at most 15 characters).
+fn unique_bridge() -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!("ptbr{}", N.fetch_add(1, Ordering::Relaxed))
+}
+
+fn network(lv: &Libvirt, name: &str) -> Option<NetworkInfo> {
+    lv.networks().unwrap().into_iter().find(|n| n.name == name)
+}
+
+#[test]
+fn a_bridge_network_is_defined_started_and_autostarted() {
+    let lv = open();
+    let name = unique("pt-lan");
+    let bridge = unique_bridge();
+    let made = lv
+        .define_bridge_network(&name, &bridge)
+        .unwrap_or_else(|e| panic!("{}", e.message()));
+    let want = NetworkInfo {
+        name: name.clone(),
+        active: true,
+        bridge: Some(bridge.clone()),
+        forward: Some("bridge".into()),
+        autostart: true,
+    };
+    assert_eq!(made, want);
+    assert_eq!(network(&lv, &name).as_ref(), Some(&want));
+
+    // Again: the same network, reused as it is.
+    assert_eq!(lv.define_bridge_network(&name, &bridge).unwrap(), want);
+    assert_eq!(
+        lv.networks()
+            .unwrap()
+            .iter()
+            .filter(|n| n.name == name)
+            .count(),
+        1
+    );
+
+    // The same name on another bridge is another network: refused, the first one kept.
+    let error = lv.define_bridge_network(&name, "ptother0").unwrap_err();
+    assert!(error.is_name_taken(), "{error:?}");
+    assert!(
+        error.message().contains(&name)
+            && error.message().contains(&bridge)
+            && error.message().contains("ptother0"),
+        "{}",
+        error.message()
+    );
+    assert_eq!(network(&lv, &name).as_ref(), Some(&want));
+
+    lv.remove_network(&name).unwrap();
+    assert_eq!(network(&lv, &name), None);
+    let error = lv.remove_network(&name).unwrap_err();
+    assert!(error.is_not_found(), "{error:?}");
+    assert_eq!(
+        error.message(),
+        format!("There is no network named “{name}” at {URI}.")
+    );
+}
+
+/// The test driver's state is shared by the connections of this process (each virsh process
+/// has its own), so a second connection through the `virt` crate changes what `Libvirt` sees.
+fn virt_conn() -> virt::connect::Connect {
+    virt::connect::Connect::open(Some(URI)).unwrap()
+}
+
+#[test]
+fn a_stopped_or_transient_bridge_network_is_reused_and_started() {
+    let lv = open();
+    let conn = virt_conn();
+    let name = unique("pt-lan-stopped");
+    let bridge = unique_bridge();
+    lv.define_bridge_network(&name, &bridge).unwrap();
+    // Someone stopped it and took its autostart away: the next call puts both back.
+    let raw = conn.lookup_network_by_name(&name).unwrap();
+    raw.set_autostart(false).unwrap();
+    raw.destroy().unwrap();
+    let stopped = network(&lv, &name).unwrap();
+    assert!(!stopped.active && !stopped.autostart, "{stopped:?}");
+    let uuid = raw.uuid_string().unwrap();
+    let made = lv.define_bridge_network(&name, &bridge).unwrap();
+    assert!(made.active && made.autostart, "{made:?}");
+    assert_eq!(
+        conn.lookup_network_by_name(&name)
+            .unwrap()
+            .uuid_string()
+            .unwrap(),
+        uuid,
+        "the same network, not a new one"
+    );
+    lv.remove_network(&name).unwrap();
+    assert_eq!(network(&lv, &name), None);
+
+    // A transient one (started, never defined) becomes defined, with its UUID.
+    let name = unique("pt-lan-transient");
+    let xml = bridge_network_xml(&name, &bridge).unwrap();
+    let transient = conn.create_network_xml(&xml).unwrap();
+    assert!(!transient.is_persistent().unwrap());
+    let uuid = transient.uuid_string().unwrap();
+    let made = lv.define_bridge_network(&name, &bridge).unwrap();
+    assert!(made.active && made.autostart, "{made:?}");
+    let now = conn.lookup_network_by_name(&name).unwrap();
+    assert!(now.is_persistent().unwrap());
+    assert_eq!(now.uuid_string().unwrap(), uuid);
+    // Removing stops and undefines it: gone.
+    lv.remove_network(&name).unwrap();
+    assert_eq!(network(&lv, &name), None);
+
+    // A transient one that is only stopped by removal is gone as well.
+    let name = unique("pt-lan-transient");
+    conn.create_network_xml(&bridge_network_xml(&name, &bridge).unwrap())
+        .unwrap();
+    lv.remove_network(&name).unwrap();
+    assert_eq!(network(&lv, &name), None);
+}
+
+#[test]
+fn a_network_of_another_kind_keeps_its_name() {
+    let lv = open();
+    let before = lv.networks().unwrap();
+    let default = before
+        .iter()
+        .find(|n| n.name == "default")
+        .cloned()
+        .unwrap();
+    let error = lv.define_bridge_network("default", "br0").unwrap_err();
+    assert!(error.is_name_taken(), "{error:?}");
+    assert!(!error.is_not_found());
+    assert!(error.libvirt_message().is_none());
+    assert_eq!(
+        error.message(),
+        "There is already a libvirt network named “default” with the forward mode “nat”, \
+         not one on the host bridge br0. Choose another name, or delete that network first."
+    );
+    assert_eq!(network(&lv, "default"), Some(default));
+
+    // An isolated network (no forward) of that name is refused too.
+    let conn = virt_conn();
+    let name = unique("pt-isolated");
+    let xml = format!(
+        "<network><name>{name}</name><bridge name='{}'/></network>",
+        unique_bridge()
+    );
+    let isolated = conn.define_network_xml(&xml).unwrap();
+    let error = lv.define_bridge_network(&name, "br0").unwrap_err();
+    assert!(error.is_name_taken(), "{error:?}");
+    assert!(
+        error.message().contains("an isolated network"),
+        "{}",
+        error.message()
+    );
+    let still = network(&lv, &name).unwrap();
+    assert_eq!(still.forward, None);
+    assert!(!still.active && !still.autostart, "{still:?}");
+    isolated.undefine().unwrap();
+}
+
+#[test]
+fn bridge_network_names_are_data() {
+    let lv = open();
+    let bridge = unique_bridge();
+    for name in [
+        format!("a'b\"c&d-{}", unique("q")),
+        format!("<局域网> & {}", unique("lan")),
+    ] {
+        let xml = bridge_network_xml(&name, &bridge).unwrap();
+        let tree = xmltree::Element::parse(xml.as_bytes()).unwrap();
+        assert_eq!(tree.get_child("name").unwrap().get_text().unwrap(), name);
+        let made = lv
+            .define_bridge_network(&name, &bridge)
+            .unwrap_or_else(|e| panic!("{name}: {}", e.message()));
+        assert_eq!(made.name, name);
+        assert_eq!(network(&lv, &name).as_ref(), Some(&made));
+        lv.remove_network(&name).unwrap();
+        assert_eq!(network(&lv, &name), None);
+    }
+}
+
+#[test]
+fn bad_network_names_and_bridges_are_refused_before_libvirt() {
+    let lv = open();
+    let long = "网".repeat(MAX_NETWORK_NAME_LEN + 1);
+    let bad_names: [(&str, &str); 6] = [
+        ("", "needs a name"),
+        ("   ", "needs a name"),
+        (" lan", "begin or end with a space"),
+        ("a/b", "cannot contain “/”"),
+        ("a\nb", "control characters"),
+        (&long, "too long"),
+    ];
+    for (name, says) in bad_names {
+        let error = lv.define_bridge_network(name, "br0").unwrap_err();
+        assert!(
+            error.message().contains(says),
+            "{name:?}: {}",
+            error.message()
+        );
+        assert!(error.libvirt_message().is_none(), "{name:?}");
+        assert_eq!(
+            bridge_network_xml(name, "br0").unwrap_err(),
+            error.message(),
+            "{name:?}"
+        );
+    }
+    let ok_long = "网".repeat(MAX_NETWORK_NAME_LEN);
+    assert!(bridge_network_xml(&ok_long, "br0").is_ok());
+
+    let name = unique("pt-badbridge");
+    for bridge in [
+        "",
+        "a-name-too-long-x",
+        "br 0",
+        "br/0",
+        "br:0",
+        "..",
+        "br\n0",
+        "br\"0",
+        "br'0",
+        "br&0",
+        "网桥",
+    ] {
+        let error = lv.define_bridge_network(&name, bridge).unwrap_err();
+        assert!(error.libvirt_message().is_none(), "{bridge:?}");
+        assert!(
+            error.message().contains("interface name")
+                || error.message().contains("bridge of a libvirt network"),
+            "{bridge:?}: {}",
+            error.message()
+        );
+        assert_eq!(
+            bridge_network_xml(&name, bridge).unwrap_err(),
+            error.message()
+        );
+    }
+    assert_eq!(network(&lv, &name), None, "nothing reached libvirt");
+}
+
+#[test]
+fn bridge_network_xml_is_what_the_reference_post_wrote_and_validates() {
+    let xml = bridge_network_xml("br0", "br0").unwrap();
+    let tree = xmltree::Element::parse(xml.as_bytes()).unwrap();
+    assert_eq!(tree.name, "network");
+    let names: Vec<&str> = tree
+        .children
+        .iter()
+        .filter_map(|n| n.as_element())
+        .map(|e| e.name.as_str())
+        .collect();
+    assert_eq!(names, ["name", "forward", "bridge"]);
+    assert_eq!(tree.get_child("name").unwrap().get_text().unwrap(), "br0");
+    assert_eq!(
+        tree.get_child("forward").unwrap().attributes["mode"],
+        "bridge"
+    );
+    assert_eq!(tree.get_child("bridge").unwrap().attributes["name"], "br0");
+
+    // libvirt's schema (network.rng) takes it, odd names included.
+    let dir = tempfile::tempdir().unwrap();
+    for (name, bridge) in [
+        ("br0", "br0"),
+        ("a'b\"c&d <局域网>", "br-lan.10"),
+        ("LAN", "enp3s0_br"),
+    ] {
+        let file = dir.path().join("network.xml");
+        std::fs::write(&file, bridge_network_xml(name, bridge).unwrap()).unwrap();
+        let out = Command::new("virt-xml-validate")
+            .arg(&file)
+            .arg("network")
+            .output()
+            .expect("virt-xml-validate (libvirt-clients + libxml2-utils) is installed");
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && said.contains(" validates"),
+            "{name:?} on {bridge}: virt-xml-validate refused it:\n{said}"
+        );
+    }
 }
 
 #[test]

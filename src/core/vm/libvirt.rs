@@ -1,6 +1,7 @@
 //! libvirt itself, through the `virt` crate: one connection ([`Libvirt`]) that lists, defines,
-//! starts, stops and deletes virtual machines, and lists the storage pools and networks the
-//! VM wizard offers.
+//! starts, stops and deletes virtual machines, lists the storage pools and networks the VM
+//! wizard offers, and makes the network on a host bridge (`<forward mode="bridge"/>`) that
+//! connects VMs to the LAN.
 //!
 //! Every call blocks (a remote `qemu+ssh://` host can take seconds), so the app runs them off
 //! the GTK thread. Errors are [`VirtError`]s: a translated sentence that names what failed
@@ -15,6 +16,7 @@ use serde::Serialize;
 use virt::connect::Connect;
 use virt::domain::Domain;
 use virt::error::{Error, ErrorNumber};
+use virt::network::Network;
 use virt::storage_pool::StoragePool;
 use virt::storage_vol::StorageVol;
 use virt::sys;
@@ -22,10 +24,16 @@ use xmltree::{Element, EmitterConfig, XMLNode};
 
 use crate::i18n::gettext_f;
 use crate::libvirt::{current_user, LibvirtInfo};
+use crate::network::validate_interface_name;
 use crate::root::HostRoot;
 
 /// The largest disk [`Libvirt::create_volume`] makes (64 TiB).
 pub const MAX_VOLUME_GIB: u64 = 64 * 1024;
+
+/// The longest network name [`bridge_network_xml`] takes, in characters. libvirt names a
+/// network's files after it (`NAME.xml`, and its autostart link): 50 characters stay within
+/// the 255-byte limit of a file name in any script (4 bytes a character at most in UTF-8).
+pub const MAX_NETWORK_NAME_LEN: usize = 50;
 
 /// A connection to one libvirt URI (`qemu:///system`, `qemu+ssh://host/system`,
 /// `test:///default`, …). Closed when dropped.
@@ -96,9 +104,12 @@ pub struct NetworkInfo {
     /// The forward mode: `nat`, `route`, `open`, `bridge`, `passthrough`, …; `None` for an
     /// isolated network.
     pub forward: Option<String>,
+    /// Started with libvirt (a defined network only; a transient one never is).
+    pub autostart: bool,
 }
 
-/// What went wrong, with the facts the sentence needs.
+/// What went wrong, with the facts the sentence needs. `NetworkSpec` carries the sentence
+/// of [`bridge_network_xml`]'s refusal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Kind {
     Connect { uri: String, hint: Option<Hint> },
@@ -118,6 +129,22 @@ enum Kind {
     VolumeSize { size_gib: u64 },
     CreateVolume { pool: String, name: String },
     ListNetworks,
+    NetworkSpec { message: String },
+    NetworkTaken(Box<Taken>),
+    NoNetwork { uri: String, name: String },
+    LookupNetwork { name: String },
+    DefineNetwork { name: String },
+    NetworkAutostart { name: String },
+    StartNetwork { name: String },
+    RemoveNetwork { name: String },
+}
+
+/// The network found under the name [`Libvirt::define_bridge_network`] was asked for, which
+/// is not `forward` `bridge` on `bridge` (boxed in [`Kind`]: it is large).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Taken {
+    bridge: String,
+    found: NetworkInfo,
 }
 
 /// Why `qemu:///system` could not be reached, when this machine tells.
@@ -156,9 +183,18 @@ impl VirtError {
         self.libvirt.as_deref()
     }
 
-    /// The virtual machine or storage pool does not exist.
+    /// The virtual machine, storage pool or network does not exist.
     pub fn is_not_found(&self) -> bool {
-        matches!(self.kind, Kind::NoDomain { .. } | Kind::NoPool { .. })
+        matches!(
+            self.kind,
+            Kind::NoDomain { .. } | Kind::NoPool { .. } | Kind::NoNetwork { .. }
+        )
+    }
+
+    /// [`Libvirt::define_bridge_network`] found a network of that name that is something
+    /// else, and left it as it was.
+    pub fn is_name_taken(&self) -> bool {
+        matches!(self.kind, Kind::NetworkTaken(_))
     }
 
     /// The connection could not be opened.
@@ -264,6 +300,48 @@ impl VirtError {
             Kind::ListNetworks => gettext_f(
                 "Cannot list the networks: {error}",
                 &[("error", error)],
+            ),
+            Kind::NetworkSpec { message } => message.clone(),
+            Kind::NetworkTaken(taken) => {
+                let Taken { bridge, found } = taken.as_ref();
+                match (&found.forward, &found.bridge) {
+                    (Some(mode), Some(other)) if mode == "bridge" => gettext_f(
+                        "There is already a libvirt network named “{name}”, on the host bridge {other} instead of {bridge}. Choose another name, or delete that network first.",
+                        &[("name", &found.name), ("other", other), ("bridge", bridge)],
+                    ),
+                    (None, _) => gettext_f(
+                        "There is already a libvirt network named “{name}”: an isolated network, not one on the host bridge {bridge}. Choose another name, or delete that network first.",
+                        &[("name", &found.name), ("bridge", bridge)],
+                    ),
+                    (Some(mode), _) => gettext_f(
+                        "There is already a libvirt network named “{name}” with the forward mode “{mode}”, not one on the host bridge {bridge}. Choose another name, or delete that network first.",
+                        &[("name", &found.name), ("mode", mode), ("bridge", bridge)],
+                    ),
+                }
+            }
+            Kind::NoNetwork { uri, name } => gettext_f(
+                "There is no network named “{name}” at {uri}.",
+                &[("name", name), ("uri", uri)],
+            ),
+            Kind::LookupNetwork { name } => gettext_f(
+                "Cannot look up the network {name}: {error}",
+                &[("name", name), ("error", error)],
+            ),
+            Kind::DefineNetwork { name } => gettext_f(
+                "Cannot create the network {name}: {error}",
+                &[("name", name), ("error", error)],
+            ),
+            Kind::NetworkAutostart { name } => gettext_f(
+                "Cannot make the network {name} start with the host: {error}",
+                &[("name", name), ("error", error)],
+            ),
+            Kind::StartNetwork { name } => gettext_f(
+                "Cannot start the network {name}: {error}",
+                &[("name", name), ("error", error)],
+            ),
+            Kind::RemoveNetwork { name } => gettext_f(
+                "Cannot delete the network {name}: {error}",
+                &[("name", name), ("error", error)],
             ),
         }
     }
@@ -400,6 +478,103 @@ fn network_facts(xml: &str) -> (Option<String>, Option<String>) {
             .unwrap_or_else(|| "nat".to_owned())
     });
     (bridge, forward)
+}
+
+/// Checks the name of a libvirt network: libvirt takes any text but `/` (its files are named
+/// after it), so quotes, `&`, spaces inside and Chinese characters are fine.
+pub fn check_network_name(name: &str) -> Result<(), String> {
+    if name.trim().is_empty() {
+        return Err(gettext_f("The network needs a name.", &[]));
+    }
+    if name.trim() != name {
+        return Err(gettext_f(
+            "The network name cannot begin or end with a space.",
+            &[],
+        ));
+    }
+    if name.contains('/') {
+        return Err(gettext_f(
+            "The network name cannot contain “/”: libvirt names the network's files after it.",
+            &[],
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(gettext_f(
+            "The network name cannot contain line breaks or other control characters.",
+            &[],
+        ));
+    }
+    if name.chars().count() > MAX_NETWORK_NAME_LEN {
+        return Err(gettext_f(
+            "The network name is too long: at most {max} characters.",
+            &[("max", &MAX_NETWORK_NAME_LEN.to_string())],
+        ));
+    }
+    Ok(())
+}
+
+/// Checks the host bridge of a libvirt network: an interface name
+/// ([`validate_interface_name`]) made only of the characters libvirt's schema takes for a
+/// device (`deviceName` in `basictypes.rng`), less `\`, `:` and `/`.
+fn check_network_bridge(bridge: &str) -> Result<(), String> {
+    validate_interface_name(bridge)?;
+    if !bridge
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+    {
+        return Err(gettext_f(
+            "“{name}” cannot be the bridge of a libvirt network: libvirt takes only the letters A to Z, digits, “.”, “-” and “_” in a device name.",
+            &[("name", bridge)],
+        ));
+    }
+    Ok(())
+}
+
+/// The tree of [`bridge_network_xml`], with a `<uuid>` when one is given.
+fn bridge_network_element(name: &str, bridge: &str, uuid: Option<&str>) -> Element {
+    let mut network = Element::new("network");
+    network
+        .children
+        .push(XMLNode::Element(text_element("name", name)));
+    if let Some(uuid) = uuid {
+        network
+            .children
+            .push(XMLNode::Element(text_element("uuid", uuid)));
+    }
+    let mut forward = Element::new("forward");
+    forward.attributes.insert("mode".into(), "bridge".into());
+    network.children.push(XMLNode::Element(forward));
+    let mut bridge_element = Element::new("bridge");
+    bridge_element
+        .attributes
+        .insert("name".into(), bridge.to_owned());
+    network.children.push(XMLNode::Element(bridge_element));
+    network
+}
+
+/// The XML of a libvirt network named `name` that connects VMs to the existing host bridge
+/// `bridge` (as the reference post does for `br0`):
+/// `<network><name>…</name><forward mode="bridge"/><bridge name="…"/></network>`, written by
+/// xmltree. Either is refused with a translated sentence when libvirt cannot take it.
+pub fn bridge_network_xml(name: &str, bridge: &str) -> Result<String, String> {
+    check_network_name(name)?;
+    check_network_bridge(bridge)?;
+    Ok(write_xml(&bridge_network_element(name, bridge, None)))
+}
+
+/// What the network lists show of one network.
+fn network_info(network: &Network) -> Result<NetworkInfo, Error> {
+    let xml = network.xml_desc(0)?;
+    let (bridge, forward) = network_facts(&xml);
+    let persistent = network.is_persistent()?;
+    Ok(NetworkInfo {
+        name: network.name()?,
+        active: network.is_active()?,
+        bridge,
+        forward,
+        // A transient network has no autostart (some drivers say so with an error).
+        autostart: persistent && network.autostart().unwrap_or(false),
+    })
 }
 
 impl Libvirt {
@@ -624,17 +799,7 @@ impl Libvirt {
             .map_err(VirtError::from_virt(Kind::ListNetworks))?;
         let mut out = Vec::with_capacity(networks.len());
         for network in &networks {
-            let read = || -> Result<NetworkInfo, Error> {
-                let xml = network.xml_desc(0)?;
-                let (bridge, forward) = network_facts(&xml);
-                Ok(NetworkInfo {
-                    name: network.name()?,
-                    active: network.is_active()?,
-                    bridge,
-                    forward,
-                })
-            };
-            match read() {
+            match network_info(network) {
                 Ok(info) => out.push(info),
                 Err(e) if is_code(&e, ErrorNumber::NoNetwork) => {}
                 Err(e) => return Err(VirtError::new(Kind::ListNetworks, Some(&e))),
@@ -642,6 +807,134 @@ impl Libvirt {
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
+    }
+
+    /// A network that connects VMs to the host bridge `bridge` (see [`bridge_network_xml`]),
+    /// named `name`, defined, started with the host and started now.
+    ///
+    /// A network of that name on that bridge already is reused (made persistent, autostarted
+    /// and started if it was not); one of another kind is left alone and refused
+    /// ([`VirtError::is_name_taken`]). A network this call defined is undefined again when it
+    /// cannot be autostarted or started, so nothing half-made stays behind.
+    pub fn define_bridge_network(
+        &self,
+        name: &str,
+        bridge: &str,
+    ) -> Result<NetworkInfo, VirtError> {
+        let xml = bridge_network_xml(name, bridge)
+            .map_err(|message| VirtError::new(Kind::NetworkSpec { message }, None))?;
+        let named = |kind: fn(String) -> Kind| VirtError::from_virt(kind(name.to_owned()));
+        let lookup = |name| Kind::LookupNetwork { name };
+        match self.conn.lookup_network_by_name(name) {
+            Ok(network) => return self.reuse_bridge_network(&network, name, bridge),
+            Err(e) if is_code(&e, ErrorNumber::NoNetwork) => {}
+            Err(e) => return Err(named(lookup)(e)),
+        }
+        let network = self
+            .conn
+            .define_network_xml(&xml)
+            .map_err(named(|name| Kind::DefineNetwork { name }))?;
+        let made = network
+            .set_autostart(true)
+            .map_err(named(|name| Kind::NetworkAutostart { name }))
+            .and_then(|()| {
+                network
+                    .create()
+                    .map_err(named(|name| Kind::StartNetwork { name }))
+            });
+        if let Err(e) = made {
+            // Undefining also removes the autostart link.
+            let _ = network.undefine();
+            return Err(e);
+        }
+        network_info(&network).map_err(named(lookup))
+    }
+
+    /// [`define_bridge_network`](Self::define_bridge_network) for a network of that name that
+    /// exists already.
+    fn reuse_bridge_network(
+        &self,
+        network: &Network,
+        name: &str,
+        bridge: &str,
+    ) -> Result<NetworkInfo, VirtError> {
+        let named = |kind: fn(String) -> Kind| VirtError::from_virt(kind(name.to_owned()));
+        let lookup = |name| Kind::LookupNetwork { name };
+        let info = network_info(network).map_err(named(lookup))?;
+        if info.forward.as_deref() != Some("bridge") || info.bridge.as_deref() != Some(bridge) {
+            return Err(VirtError::new(
+                Kind::NetworkTaken(Box::new(Taken {
+                    bridge: bridge.to_owned(),
+                    found: info,
+                })),
+                None,
+            ));
+        }
+        // A transient (running, never defined) one becomes defined: the same UUID, so that
+        // libvirt takes the definition as this network's.
+        if !network.is_persistent().map_err(named(lookup))? {
+            let uuid = network.uuid_string().map_err(named(lookup))?;
+            let xml = write_xml(&bridge_network_element(name, bridge, Some(&uuid)));
+            self.conn
+                .define_network_xml(&xml)
+                .map_err(named(|name| Kind::DefineNetwork { name }))?;
+        }
+        if !network.autostart().unwrap_or(false) {
+            network
+                .set_autostart(true)
+                .map_err(named(|name| Kind::NetworkAutostart { name }))?;
+        }
+        if !network.is_active().map_err(named(lookup))? {
+            network
+                .create()
+                .map_err(named(|name| Kind::StartNetwork { name }))?;
+        }
+        network_info(network).map_err(named(lookup))
+    }
+
+    /// Stops the network `name` if it runs, and deletes its definition (and autostart).
+    pub fn remove_network(&self, name: &str) -> Result<(), VirtError> {
+        let network = match self.conn.lookup_network_by_name(name) {
+            Ok(n) => n,
+            Err(e) if is_code(&e, ErrorNumber::NoNetwork) => {
+                return Err(VirtError::new(
+                    Kind::NoNetwork {
+                        uri: self.uri(),
+                        name: name.to_owned(),
+                    },
+                    Some(&e),
+                ))
+            }
+            Err(e) => {
+                return Err(VirtError::new(
+                    Kind::LookupNetwork {
+                        name: name.to_owned(),
+                    },
+                    Some(&e),
+                ))
+            }
+        };
+        let failed = || Kind::RemoveNetwork {
+            name: name.to_owned(),
+        };
+        // A transient network is gone once stopped; a defined one needs undefining too.
+        let persistent = network
+            .is_persistent()
+            .map_err(|e| VirtError::new(failed(), Some(&e)))?;
+        if network
+            .is_active()
+            .map_err(|e| VirtError::new(failed(), Some(&e)))?
+        {
+            network
+                .destroy()
+                .map_err(|e| VirtError::new(failed(), Some(&e)))?;
+        }
+        if persistent {
+            network
+                .undefine()
+                .map_err(|e| VirtError::new(failed(), Some(&e)))?;
+        }
+        Ok(())
     }
 
     /// The domain with this UUID and its name, or why not.
