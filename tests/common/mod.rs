@@ -6,6 +6,8 @@
 //! Each test crate uses part of it (`mod common;`).
 #![allow(dead_code)]
 
+pub mod nm;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -16,6 +16,7 @@ use serde_yaml::{Mapping, Value};
 use crate::i18n::gettext_f;
 use crate::HostRoot;
 
+pub mod nm;
 pub mod render;
 
 /// The file the bridge's netplan configuration goes to (a host path). The `90-` prefix makes
