@@ -413,12 +413,196 @@ fn helper_on_a_private_system_bus_with_polkit() {
 
     reset_gpu_scenarios(&bus, &conn);
     read_log_scenarios(&bus, &conn);
+    network_scenarios(&bus, &conn);
 
     eprintln!(
         "bus at {}, polkitd pid {}, dbus-daemon pid {}",
         bus.address,
         bus.polkitd.pid(),
         bus.daemon.pid()
+    );
+}
+
+/// The network bridge on a root of its own (the post's b550 host: enp7s0 wired, wlp6s0
+/// Wi-Fi, netplan over NetworkManager) with a `netplan` recorder: PreviewNetwork needs no
+/// privilege and is checked by the real `netplan generate`; nobody may not apply; bad
+/// changes (Wi-Fi, a bad name, unknown fields, a confirmation time out of range) change
+/// nothing; an applied bridge not confirmed in time is undone by the helper itself (even by
+/// a helper started after the one that applied it died); a confirmed one stays, and can be
+/// confirmed once only; removing it restores the root byte for byte.
+fn network_scenarios(bus: &Bus, conn: &zbus::Connection) {
+    use passthrough_core::network::NETPLAN_FILE;
+    use std::os::unix::fs::PermissionsExt;
+    let temp = root_copy("b550-blog");
+    let root = temp.path().join("root");
+    let recorder = root.join("usr/sbin/netplan");
+    std::fs::write(&recorder, RECORDER).unwrap();
+    chmod(&recorder, 0o755);
+    let before = snapshot(&root);
+    let helper = bus.helper(&root, 0);
+    bus.wait_for_name(BUS_NAME, Duration::from_secs(10));
+    let proxy = zbus::block_on(Helper1Proxy::new(conn)).unwrap();
+    let create = |port: &str| {
+        serde_json::json!({"action": "create", "plan": {
+            "bridge": "br0", "port": port, "ipv4": "dhcp", "ipv6": "ra", "dns": []}})
+        .to_string()
+    };
+    let file = root.join(NETPLAN_FILE.trim_start_matches('/'));
+    let recorded =
+        || std::fs::read_to_string(root.join("var/log/recorded-commands")).unwrap_or_default();
+    let state_of = |proxy: &Helper1Proxy, id: &str| -> serde_json::Value {
+        let list: serde_json::Value =
+            serde_json::from_str(&zbus::block_on(proxy.transactions()).unwrap()).unwrap();
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("{id} not listed: {list}"))
+    };
+
+    // Preview: anyone; the YAML for NetworkManager's renderer, checked by netplan.
+    let out = bus.call_helper_as_nobody("PreviewNetwork", &[&gvariant_str(&create("enp7s0"))]);
+    assert!(out.status.success(), "nobody previews: {}", out_text(&out));
+    let rendered: passthrough_core::plan::Rendered =
+        serde_json::from_str(&zbus::block_on(proxy.preview_network(&create("enp7s0"))).unwrap())
+            .unwrap();
+    assert_eq!(rendered.files.len(), 1);
+    assert_eq!(rendered.files[0].path, NETPLAN_FILE);
+    let yaml = rendered.files[0].after.clone().unwrap();
+    assert!(
+        yaml.contains("renderer: NetworkManager") && yaml.contains("enp7s0"),
+        "{yaml}"
+    );
+
+    // nobody may not apply or confirm.
+    for (method, args) in [
+        (
+            "ApplyNetwork",
+            vec![gvariant_str(&create("enp7s0")), "uint32 30".to_owned()],
+        ),
+        (
+            "ConfirmNetwork",
+            vec![gvariant_str("20990101-000000-abcdef")],
+        ),
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = bus.call_helper_as_nobody(method, &args);
+        let text = out_text(&out);
+        assert!(
+            !out.status.success() && text.contains("Error.NotAuthorized"),
+            "nobody {method}: {text}"
+        );
+    }
+    // Bad changes from root: InvalidArgument, with the reason.
+    for (what, json, seconds, needle) in [
+        ("Wi-Fi", create("wlp6s0"), 30, "Wi-Fi"),
+        ("a missing port", create("enp9s0"), 30, "enp9s0"),
+        ("a bad name", create("en p7s0"), 30, "en p7s0"),
+        (
+            "unknown fields",
+            r#"{"action":"create","plan":{},"path":"/etc/shadow"}"#.to_owned(),
+            30,
+            "not valid",
+        ),
+        (
+            "removing what is not ours",
+            r#"{"action":"remove","bridge":"br0"}"#.to_owned(),
+            30,
+            "only what it made",
+        ),
+        ("too short a confirmation", create("enp7s0"), 1, "2 to 600"),
+        (
+            "too long a confirmation",
+            create("enp7s0"),
+            3600,
+            "2 to 600",
+        ),
+    ] {
+        let error = helper_error(zbus::block_on(proxy.apply_network(&json, seconds)));
+        match &error {
+            HelperError::InvalidArgument(text) => assert!(text.contains(needle), "{what}: {text}"),
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+    assert!(
+        before == snapshot(&root),
+        "a refused network change changed the root"
+    );
+
+    // Applied and not confirmed: undone by the helper after 2 s.
+    let id = zbus::block_on(proxy.apply_network(&create("enp7s0"), 2))
+        .unwrap_or_else(|e| panic!("ApplyNetwork: {e}\n{}", bus.helper_log()));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), yaml);
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(recorded(), "netplan apply\n");
+    assert!(state_of(&proxy, &id)["confirm_by"].as_u64().is_some());
+    let limit = Instant::now() + Duration::from_secs(10);
+    while file.exists() && Instant::now() < limit {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!file.exists(), "not undone:\n{}", bus.helper_log());
+    let limit = Instant::now() + Duration::from_secs(5);
+    while state_of(&proxy, &id)["state"] != "rolled-back" && Instant::now() < limit {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(state_of(&proxy, &id)["state"], "rolled-back");
+    assert_eq!(recorded(), "netplan apply\nnetplan apply\n");
+    let error = helper_error(zbus::block_on(proxy.confirm_network(&id)));
+    assert!(
+        matches!(error, HelperError::Failed(_)),
+        "too late: {error:?}"
+    );
+    assert!(bus.helper_log().contains("not confirmed in time"));
+
+    // Applied, then the helper dies before anyone confirms: the next helper undoes it.
+    let id = zbus::block_on(proxy.apply_network(&create("enp7s0"), 3)).unwrap();
+    assert!(file.exists());
+    drop(helper);
+    let _next = bus.helper(&root, 0);
+    bus.wait_for_name(BUS_NAME, Duration::from_secs(10));
+    // A connection of its own: the old one may still wait for the dead helper's replies.
+    let conn = bus.connect();
+    let proxy = zbus::block_on(Helper1Proxy::new(&conn)).unwrap();
+    let limit = Instant::now() + Duration::from_secs(10);
+    while file.exists() && Instant::now() < limit {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        !file.exists(),
+        "the next helper did not undo it:\n{}",
+        bus.helper_log()
+    );
+    let limit = Instant::now() + Duration::from_secs(5);
+    while state_of(&proxy, &id)["state"] != "rolled-back" && Instant::now() < limit {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Applied and confirmed: it stays; a second confirmation fails.
+    let id = zbus::block_on(proxy.apply_network(&create("enp7s0"), 4)).unwrap();
+    zbus::block_on(proxy.confirm_network(&id)).unwrap();
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(
+        file.exists(),
+        "a confirmed change was undone:\n{}",
+        bus.helper_log()
+    );
+    assert_eq!(state_of(&proxy, &id)["state"], "applied");
+    assert!(state_of(&proxy, &id).get("confirm_by").is_none());
+    let error = helper_error(zbus::block_on(proxy.confirm_network(&id)));
+    assert!(matches!(error, HelperError::Failed(_)), "{error:?}");
+
+    // One click removes it (confirmed too); the root is as it was.
+    let rid =
+        zbus::block_on(proxy.apply_network(r#"{"action":"remove","bridge":"br0"}"#, 30)).unwrap();
+    zbus::block_on(proxy.confirm_network(&rid)).unwrap();
+    assert!(!file.exists());
+    assert!(
+        outside_var(before) == outside_var(snapshot(&root)),
+        "removing the bridge did not restore the root"
     );
 }
 
