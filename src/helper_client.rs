@@ -152,3 +152,30 @@ pub async fn reboot() -> Result<(), String> {
         .map(|_| ())
         .map_err(|e| user_message(&e))
 }
+
+/// Applies a network change (`NetworkChange` JSON) to the host under `root`, with progress as
+/// for [`apply`]; the helper undoes it after `confirm_within` seconds unless
+/// [`confirm_network`] keeps it. Returns the transaction's ID.
+pub async fn apply_network(
+    root: &Path,
+    change_json: &str,
+    confirm_within: u32,
+    progress: impl Fn(&str, &str),
+) -> Result<String, Failure> {
+    let proxy = proxy_for(root).await?;
+    with_progress(
+        &proxy,
+        proxy.apply_network(change_json, confirm_within),
+        progress,
+    )
+    .await
+}
+
+/// Keeps a network change that [`apply_network`] made.
+pub async fn confirm_network(root: &Path, id: &str) -> Result<(), Failure> {
+    let proxy = proxy_for(root).await?;
+    proxy
+        .confirm_network(id)
+        .await
+        .map_err(|e| Failure::Refused(user_message(&e)))
+}

@@ -33,7 +33,8 @@ use passthrough_core::{HostReport, HostRoot, ScanOptions};
 
 use crate::application::PtApplication;
 use crate::pages::{
-    GpuView, PtBootPage, PtGpuPage, PtLaunchPage, PtSystemPage, PtTroubleshootPage, PtVmPage,
+    GpuView, PtBootPage, PtGpuPage, PtLaunchPage, PtNetworkPage, PtSystemPage, PtTroubleshootPage,
+    PtVmPage,
 };
 
 /// The steps, in the order of the sidebar; `--page` and `win.show-page` take these names.
@@ -100,6 +101,8 @@ mod imp {
         #[template_child]
         pub(super) boot_page: TemplateChild<PtBootPage>,
         #[template_child]
+        pub(super) network_page: TemplateChild<PtNetworkPage>,
+        #[template_child]
         pub(super) vm_page: TemplateChild<PtVmPage>,
         #[template_child]
         pub(super) launch_page: TemplateChild<PtLaunchPage>,
@@ -128,6 +131,7 @@ mod imp {
             PtSystemPage::ensure_type();
             PtGpuPage::ensure_type();
             PtBootPage::ensure_type();
+            PtNetworkPage::ensure_type();
             PtVmPage::ensure_type();
             PtLaunchPage::ensure_type();
             PtTroubleshootPage::ensure_type();
@@ -251,6 +255,10 @@ impl PtWindow {
         win.imp().system_page.set_root(root);
         win.imp().boot_page.set_root(root);
         win.imp().vm_page.set_root(root);
+        win.imp().network_page.set_root(root);
+        win.imp()
+            .network_page
+            .set_service(win.imp().vm_page.service());
         win.imp().troubleshoot_page.set_root(root);
         app.bind_property("show-all-devices", &*win.imp().gpu_page, "show-all-devices")
             .sync_create()
@@ -508,6 +516,7 @@ impl PtWindow {
             while self.imp().scanning.get()
                 || self.imp().boot_page.is_busy()
                 || self.imp().vm_page.is_busy()
+                || self.imp().network_page.is_busy()
                 || self.dialog().is_some_and(|d| d.is_busy())
             {
                 glib::timeout_future(Duration::from_millis(50)).await;
@@ -529,6 +538,7 @@ impl PtWindow {
             imp.launch_page.clone().upcast(),
             imp.troubleshoot_page.clone().upcast(),
             imp.boot_page.clone().upcast(),
+            imp.network_page.clone().upcast(),
         ];
         widgets.extend(self.dialog().map(|d| d.widget().upcast()));
         let mut last = None;
@@ -552,6 +562,10 @@ impl PtWindow {
                     .or_else(|| {
                         w.downcast_ref::<crate::widgets::PtVmPanel>()
                             .map(|d| Dialog::Panel(d.clone()))
+                    })
+                    .or_else(|| {
+                        w.downcast_ref::<adw::MessageDialog>()
+                            .map(|d| Dialog::Message(d.clone()))
                     })
             })
             .filter(|d| d.widget().is_visible())
@@ -581,6 +595,9 @@ impl PtWindow {
                     boot.progress_lines()
                 ),
                 None => println!("scan-failed: page={}", self.visible_page()),
+            }
+            if self.visible_page() == "network" {
+                println!("{}", self.imp().network_page.test_report());
             }
             let ts = &self.imp().troubleshoot_page;
             println!(
@@ -757,6 +774,8 @@ fn save_screenshot_of(window: &gtk::Window, path: &Path) -> Result<(), String> {
 enum Dialog {
     Wizard(crate::widgets::PtVmWizard),
     Panel(crate::widgets::PtVmPanel),
+    /// A question (e.g. the Network step's "Keep this network setup?").
+    Message(adw::MessageDialog),
 }
 
 impl Dialog {
@@ -764,6 +783,7 @@ impl Dialog {
         match self {
             Self::Wizard(w) => w.clone().upcast(),
             Self::Panel(p) => p.clone().upcast(),
+            Self::Message(m) => m.clone().upcast(),
         }
     }
 
@@ -771,6 +791,7 @@ impl Dialog {
         match self {
             Self::Wizard(_) => "wizard",
             Self::Panel(_) => "panel",
+            Self::Message(_) => "message",
         }
     }
 
@@ -779,6 +800,7 @@ impl Dialog {
         match self {
             Self::Wizard(w) => w.is_busy(),
             Self::Panel(p) => !p.is_loaded() || p.is_saving(),
+            Self::Message(_) => false,
         }
     }
 }

@@ -401,3 +401,59 @@ fn boot_configuration_preview_and_history() {
     );
     assert_eq!(transaction::list(&root).unwrap()[0].id, id);
 }
+
+/// Runs the app on `page` of `root` with the report hook and a screenshot, and returns its
+/// output once it has quit.
+fn report_and_screenshot(lang: &str, root: &str, page: &str, name: &str) -> (String, PathBuf) {
+    let dir = top().join("target/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}-{lang}.png"));
+    let _ = std::fs::remove_file(&path);
+    let mut cmd = app(lang);
+    let config = tempfile::tempdir().unwrap();
+    tall(&mut cmd, config.path(), 1000);
+    cmd.env("PASSTHROUGH_TEST_SCREENSHOT", &path)
+        .env("PASSTHROUGH_TEST_REPORT", "1")
+        .args(["--root", root, "--page", page]);
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (status, out) = wait(child, Duration::from_secs(60));
+    assert!(status.success(), "{name}/{lang}: {status} {out}");
+    assert!(
+        colours(&path) > 200,
+        "{name}/{lang}: the window looks empty"
+    );
+    (out, path)
+}
+
+#[test]
+fn the_network_step_shows_the_host_and_proposes_the_bridge() {
+    let _serial = serial();
+    let b550 = fixture("b550-blog");
+    for lang in ["en", "zh_CN"] {
+        let (out, _) = report_and_screenshot(lang, &b550, "network", "network");
+        let line = out
+            .lines()
+            .find(|l| l.starts_with("network: "))
+            .unwrap_or_else(|| panic!("no network line: {out}"));
+        // netplan hands the post's host to NetworkManager; NetworkManager of a copy of a
+        // host is never asked, so the helper writes netplan's file.
+        assert!(line.contains("manager=netplan route=helper"), "{line}");
+        assert!(line.contains("interfaces=enp7s0,wlp6s0"), "{line}");
+        assert!(line.contains("apply=true pending=- outcome=-"), "{line}");
+    }
+    // A host with no network files: nothing to apply, and the by-hand sentence.
+    let (out, _) = report_and_screenshot("en", &fixture("iommu-off"), "network", "network-by-hand");
+    let line = out.lines().find(|l| l.starts_with("network: ")).unwrap();
+    assert!(
+        line.contains("route=none") && line.contains("apply=false"),
+        "{line}"
+    );
+    assert!(
+        line.contains("by hand") || line.contains("No wired interface"),
+        "{line}"
+    );
+}

@@ -99,6 +99,19 @@ fn run_app_with(
     screenshot: &str,
     actions: &str,
 ) -> (AppRun, PathBuf) {
+    run_app_env(bus, lang, root, user, screenshot, actions, &[])
+}
+
+/// [`run_app_with`] with more environment variables for the app.
+fn run_app_env(
+    bus: &Bus,
+    lang: &str,
+    root: &Path,
+    user: User,
+    screenshot: &str,
+    actions: &str,
+    env: &[(&str, &str)],
+) -> (AppRun, PathBuf) {
     let share = top().join("target/dev/share");
     assert!(
         share
@@ -162,6 +175,7 @@ fn run_app_with(
         .env("PASSTHROUGH_TEST_REPORT", "1")
         .env("PASSTHROUGH_TEST_ACTIONS", actions)
         .env("PASSTHROUGH_TEST_SCREENSHOT", &shot)
+        .envs(env.iter().copied())
         .env_remove("LC_ALL")
         .env_remove("LC_MESSAGES");
     match lang {
@@ -220,7 +234,14 @@ fn run_app_with(
     std::fs::create_dir_all(&dir).unwrap();
     let saved = dir.join(format!("{screenshot}-{lang}.png"));
     std::fs::copy(&shot, &saved).unwrap();
-    check_picture(&saved);
+    if env
+        .iter()
+        .any(|(k, _)| *k == "PASSTHROUGH_TEST_SCREENSHOT_DIALOG")
+    {
+        check_dialog_picture(&saved);
+    } else {
+        check_picture(&saved);
+    }
     (
         AppRun {
             ready,
@@ -250,6 +271,15 @@ fn check_picture(path: &Path) {
         .parse()
         .unwrap_or(0);
     assert!(colours > 200, "{}: the window looks empty", path.display());
+}
+
+/// A real picture of a dialog: smaller than the window, not blank.
+fn check_dialog_picture(path: &Path) {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[1..4], b"PNG", "{} is a PNG", path.display());
+    let be = |o: usize| u32::from_be_bytes(bytes[o..o + 4].try_into().unwrap());
+    let (w, h) = (be(16), be(20));
+    assert!(w >= 200 && h >= 100, "{}: {w}x{h}", path.display());
 }
 
 /// A fresh copy of the fixture, readable by `nobody` too.
@@ -661,6 +691,11 @@ fn apply_from_the_app_through_the_helper_and_polkit() {
         stop_helper(&bus, helper);
     }
 
+    // 7. The Network step (the post's host: enp7s0 wired with the default route, wlp6s0
+    //    Wi-Fi, netplan over NetworkManager; NetworkManager is not on this bus, so the
+    //    helper writes netplan's file). A `netplan` recorder stands for `netplan apply`.
+    network_scenarios(&bus);
+
     eprintln!(
         "{TEST}: {:.1} s (bus at {}, polkitd pid {}, dbus-daemon pid {})",
         started.elapsed().as_secs_f64(),
@@ -668,6 +703,167 @@ fn apply_from_the_app_through_the_helper_and_polkit() {
         bus.polkitd.pid(),
         bus.daemon.pid()
     );
+}
+
+/// A copy of the post's host with a `netplan` recorder, readable by `nobody`.
+fn network_copy() -> (tempfile::TempDir, PathBuf) {
+    let temp = root_copy("b550-blog");
+    chmod(temp.path(), 0o755);
+    let root = temp.path().join("root");
+    let recorder = root.join("usr/sbin/netplan");
+    std::fs::write(&recorder, RECORDER).unwrap();
+    chmod(&recorder, 0o755);
+    (temp, root)
+}
+
+fn network_line(run: &AppRun) -> String {
+    run.output
+        .lines()
+        .find(|l| l.starts_with("network: "))
+        .unwrap_or_else(|| panic!("no network line\n{}", run.output))
+        .to_owned()
+}
+
+fn recorded(root: &Path) -> String {
+    std::fs::read_to_string(root.join("var/log/recorded-commands")).unwrap_or_default()
+}
+
+/// The Network step through the helper: Create Bridge, then Keep (the file is what the
+/// helper previews, `netplan apply` ran, libvirt gets a bridge network on test:///default);
+/// then Remove and Keep (the root is as before). In Chinese: Create Bridge and no answer,
+/// the app quits (the user was cut off): the helper undoes it at the deadline by itself.
+/// Create Bridge and Undo Now: undone at once. nobody: refused by polkit, nothing changes.
+fn network_scenarios(bus: &Bus) {
+    use passthrough_core::network::NETPLAN_FILE;
+    let conn = bus.connect();
+    let (_temp, root) = network_copy();
+    let file = root.join(NETPLAN_FILE.trim_start_matches('/'));
+    let before = snapshot(&root);
+    let helper = bus.helper(&root, 0);
+    bus.wait_for_name(BUS_NAME, Duration::from_secs(10));
+    let proxy = zbus::block_on(Helper1Proxy::new(&conn)).unwrap();
+    let change = r#"{"action":"create","plan":{"bridge":"br0","port":"enp7s0","ipv4":"dhcp","ipv6":"ra","dns":[]}}"#;
+    let preview: Rendered =
+        serde_json::from_str(&zbus::block_on(proxy.preview_network(change)).unwrap()).unwrap();
+    let libvirt = [("PASSTHROUGH_LIBVIRT_URI", "test:///default")];
+
+    // Create and keep.
+    let (run, _) = run_app_env(
+        bus,
+        "en",
+        &root,
+        User::Root,
+        "network-kept",
+        "win.show-page::network;network.apply;network.keep",
+        &libvirt,
+    );
+    let line = network_line(&run);
+    assert!(
+        line.contains("route=helper") && line.contains("outcome=kept"),
+        "{line}\n{}",
+        run.output
+    );
+    assert!(line.contains("own-bridges=br0"), "{line}");
+    assert!(line.contains("libvirt=br0:br0"), "{line}\n{}", run.output);
+    assert!(
+        line.contains("The bridge br0 is set up and kept."),
+        "{line}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).ok(),
+        preview.files[0].after,
+        "not as previewed"
+    );
+    assert_eq!(recorded(&root), "netplan apply\n");
+    let records = journal(&root);
+    assert_eq!(records[0].state, TransactionState::Applied);
+    assert_eq!(records[0].confirm_by, None, "kept: nothing waits any more");
+
+    // nobody may not remove it: polkit refuses, nothing changes.
+    let kept = snapshot(&root);
+    let (run, _) = run_app_env(
+        bus,
+        "en",
+        &root,
+        User::Nobody,
+        "network-denied",
+        "win.show-page::network;network.remove::br0",
+        &[],
+    );
+    let line = network_line(&run);
+    assert!(
+        line.contains("outcome=failed") && line.contains("not allowed"),
+        "{line}"
+    );
+    assert!(
+        kept == snapshot(&root),
+        "a refused removal changed the root"
+    );
+
+    // Remove and keep: the root is as it was.
+    let (run, _) = run_app_env(
+        bus,
+        "en",
+        &root,
+        User::Root,
+        "network-removed",
+        "win.show-page::network;network.remove::br0;network.keep",
+        &libvirt,
+    );
+    let line = network_line(&run);
+    assert!(
+        line.contains("outcome=kept") && line.contains("own-bridges= "),
+        "{line}"
+    );
+    assert!(!file.exists());
+    assert!(outside_var(before.clone()) == outside_var(snapshot(&root)));
+
+    // Create and undo at once.
+    let (run, _) = run_app_env(
+        bus,
+        "en",
+        &root,
+        User::Root,
+        "network-undone",
+        "win.show-page::network;network.apply;network.revert",
+        &[],
+    );
+    let line = network_line(&run);
+    assert!(line.contains("outcome=undone"), "{line}");
+    assert!(!file.exists());
+
+    // In Chinese: create, show the question, and quit without an answer: the helper undoes
+    // the change at the deadline although nobody talks to it any more.
+    let (run, shot) = run_app_env(
+        bus,
+        "zh_CN",
+        &root,
+        User::Root,
+        "network-keep-question",
+        "win.show-page::network;network.apply",
+        &[
+            ("PASSTHROUGH_TEST_NETWORK_CONFIRM", "4"),
+            ("PASSTHROUGH_TEST_SCREENSHOT_DIALOG", "1"),
+        ],
+    );
+    let line = network_line(&run);
+    assert!(
+        !line.contains("pending=-"),
+        "a change waits for its answer: {line}"
+    );
+    assert!(file.exists() || recorded(&root).matches("netplan apply").count() >= 6);
+    let limit = Instant::now() + Duration::from_secs(15);
+    while file.exists() && Instant::now() < limit {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        !file.exists(),
+        "the helper did not undo it:\n{}",
+        bus.helper_log()
+    );
+    assert!(outside_var(before) == outside_var(snapshot(&root)));
+    let _ = shot;
+    stop_helper(bus, helper);
 }
 
 fn share_locale() -> String {

@@ -16,6 +16,7 @@ use serde_yaml::{Mapping, Value};
 use crate::i18n::gettext_f;
 use crate::HostRoot;
 
+pub mod current;
 pub mod nm;
 pub mod render;
 
@@ -612,4 +613,43 @@ pub fn markdown(report: &NetworkReport) -> String {
         out.push_str(&format!("- `{}`: {}\n", i.name, facts.join(", ")));
     }
     out
+}
+
+/// What a bridge plan sets, one translated line per fact, for the Network step's preview.
+pub fn describe(plan: &BridgePlan) -> Vec<String> {
+    let statics = |addresses: &[String], gateway: &Option<String>| match gateway {
+        Some(g) => gettext_f(
+            "{addresses}, gateway {gateway}",
+            &[("addresses", &addresses.join(", ")), ("gateway", g)],
+        ),
+        None => addresses.join(", "),
+    };
+    let ipv4 = match &plan.ipv4 {
+        Ipv4::Dhcp => gettext_f("automatic (DHCP)", &[]),
+        Ipv4::Static { addresses, gateway } => statics(addresses, gateway),
+    };
+    let ipv6 = match &plan.ipv6 {
+        Ipv6::Dhcp => gettext_f("automatic (DHCPv6)", &[]),
+        Ipv6::Ra => gettext_f("automatic (router advertisements)", &[]),
+        Ipv6::Static { addresses, gateway } => statics(addresses, gateway),
+        Ipv6::Off => gettext_f("off", &[]),
+    };
+    let dns = if plan.dns.is_empty() {
+        gettext_f("from the network (DHCP)", &[])
+    } else {
+        plan.dns.join(", ")
+    };
+    vec![
+        gettext_f(
+            "Bridge {bridge}, spanning tree (STP) off so that it forwards at once",
+            &[("bridge", &plan.bridge)],
+        ),
+        gettext_f(
+            "Port {port}: joins the bridge and gives its addresses to it",
+            &[("port", &plan.port)],
+        ),
+        gettext_f("IPv4: {setting}", &[("setting", &ipv4)]),
+        gettext_f("IPv6: {setting}", &[("setting", &ipv6)]),
+        gettext_f("DNS: {servers}", &[("servers", &dns)]),
+    ]
 }

@@ -422,3 +422,37 @@ fn write_private(stage: &Path, host_path: &str, text: &str) -> std::io::Result<(
         .open(path)?;
     std::io::Write::write_all(&mut f, text.as_bytes())
 }
+
+/// The bridges Passthrough made on this host through its files (netplan or networkd), which
+/// it may remove again.
+pub fn own_bridges(root: &HostRoot) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(text) = read(root, NETPLAN_FILE).filter(|t| t.starts_with(HEADER)) {
+        if let Ok(value) = serde_yaml::from_str::<serde_yaml::Value>(&text) {
+            if let Some(map) = value
+                .get("network")
+                .and_then(|n| n.get("bridges"))
+                .and_then(|b| b.as_mapping())
+            {
+                out.extend(map.keys().filter_map(|k| k.as_str().map(str::to_owned)));
+            }
+        }
+    }
+    let mut names = root.list_dir(NETWORKD_DIR).unwrap_or_default();
+    names.sort();
+    for name in names {
+        let Some(bridge) = name
+            .strip_prefix(NETWORKD_PREFIX)
+            .and_then(|n| n.strip_suffix(".netdev"))
+        else {
+            continue;
+        };
+        let path = format!("{NETWORKD_DIR}{name}");
+        if read(root, &path).is_some_and(|t| t.starts_with(HEADER))
+            && !out.iter().any(|b| b == bridge)
+        {
+            out.push(bridge.to_owned());
+        }
+    }
+    out
+}
