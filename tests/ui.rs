@@ -443,8 +443,28 @@ fn the_network_step_shows_the_host_and_proposes_the_bridge() {
         // host is never asked, so the helper writes netplan's file.
         assert!(line.contains("manager=netplan route=helper"), "{line}");
         assert!(line.contains("interfaces=enp7s0,wlp6s0"), "{line}");
-        assert!(line.contains("apply=true pending=- outcome=-"), "{line}");
+        // enp7s0 carries the default route: one warning.
+        assert!(
+            line.contains("apply=true warnings=1 pending=- outcome=-"),
+            "{line}"
+        );
     }
+    // Over SSH: a second warning.
+    let mut cmd = app("en");
+    let shot = top().join("target/screenshots/network-ssh-en.png");
+    cmd.env("PASSTHROUGH_TEST_SCREENSHOT", &shot)
+        .env("PASSTHROUGH_TEST_REPORT", "1")
+        .env("SSH_CONNECTION", "192.168.1.50 52144 192.168.1.20 22")
+        .args(["--root", &b550, "--page", "network"]);
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (status, out) = wait(child, Duration::from_secs(60));
+    assert!(status.success(), "{out}");
+    let line = out.lines().find(|l| l.starts_with("network: ")).unwrap();
+    assert!(line.contains("warnings=2"), "{line}");
     // A host with no network files: nothing to apply, and the by-hand sentence.
     let (out, _) = report_and_screenshot("en", &fixture("iommu-off"), "network", "network-by-hand");
     let line = out.lines().find(|l| l.starts_with("network: ")).unwrap();

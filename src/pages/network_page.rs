@@ -340,8 +340,16 @@ impl PtNetworkPage {
             None => ("-".into(), "-", String::new(), String::new()),
         };
         format!(
-            "network: manager={manager} route={route} interfaces={interfaces} own-bridges={bridges} apply={} pending={} outcome={} libvirt={} status={}",
+            "network: manager={manager} route={route} interfaces={interfaces} own-bridges={bridges} apply={} warnings={} pending={} outcome={} libvirt={} status={}",
             imp.apply_button.is_sensitive(),
+            if imp.warning_row.is_visible() {
+                imp.warning_row
+                    .subtitle()
+                    .map(|t| t.lines().count())
+                    .unwrap_or(0)
+            } else {
+                0
+            },
             match imp.pending.borrow().as_ref() {
                 Some(Pending::Helper { id }) => id.clone(),
                 Some(Pending::Nm { checkpoint }) => checkpoint.clone(),
