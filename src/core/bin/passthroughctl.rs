@@ -444,6 +444,20 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let root = HostRoot::new(&args.root);
+    if args.command == "network" {
+        // The network alone: no PCI scan (config-space reads cost a millisecond each on
+        // some machines).
+        let network = passthrough_core::network::scan(&root);
+        print!(
+            "{}",
+            if args.json {
+                to_json(&json!(network))
+            } else {
+                passthrough_core::network::markdown(&network)
+            }
+        );
+        return ExitCode::SUCCESS;
+    }
     let report = HostReport::scan(
         &root,
         &ScanOptions {
@@ -477,14 +491,6 @@ fn main() -> ExitCode {
                 to_json(&json!({ "status": checks::worst(&checks), "checks": checks }))
             } else {
                 check_text(&checks)
-            }
-        }
-        ("network", json) => {
-            let network = passthrough_core::network::scan(&root);
-            if json {
-                to_json(&json!(network))
-            } else {
-                passthrough_core::network::markdown(&network)
             }
         }
         ("groups", false) => markdown::groups(&report),
