@@ -64,6 +64,9 @@ pub const WRITABLE_DIRS: &[&str] = &[
     "/etc/dracut.conf.d/",
     "/etc/modprobe.d/",
     "/etc/udev/rules.d/",
+    // The network bridge (`network::render`): Passthrough's file, and the files whose IP
+    // settings of the bridge's port move to the bridge.
+    "/etc/netplan/",
 ];
 
 /// Directories where a transaction may write only Passthrough's own files: names starting
@@ -1580,12 +1583,7 @@ fn rollback_impl(
     if !force {
         let mut changed = Vec::new();
         for f in &store.journal.files {
-            let now = match fs::read(root.path(&f.path)) {
-                Ok(bytes) => Some(sha256_hex(&bytes)),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-                Err(e) => return Err(ApplyError::io(root.path(&f.path), e)),
-            };
-            if now != f.after_sha256 {
+            if current_sha256(root, &f.path)? != f.after_sha256 {
                 changed.push(f.path.clone());
             }
         }
@@ -1666,6 +1664,93 @@ pub fn awaiting_confirmation(root: &HostRoot) -> Result<Vec<(TransactionId, u64)
 /// The current Unix time, as the journal records it.
 pub fn unix_now() -> u64 {
     now()
+}
+
+/// The SHA-256 of `host_path` as it is now (hex, as the journal records it); `None` when
+/// there is no such file.
+pub fn current_sha256(root: &HostRoot, host_path: &str) -> Result<Option<String>, ApplyError> {
+    match fs::read(root.path(host_path)) {
+        Ok(bytes) => Ok(Some(sha256_hex(&bytes))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ApplyError::io(root.path(host_path), e)),
+    }
+}
+
+/// The journal's step of transaction `id` for `host_path`, backed up (so `existed` is known).
+fn backed_up_step(
+    root: &HostRoot,
+    id: &TransactionId,
+    host_path: &str,
+) -> Result<(Store, FileStep), ApplyError> {
+    let store = Store::load(root, id)?;
+    let journal_error = |message: String| ApplyError::Journal {
+        id: id.to_string(),
+        message,
+    };
+    let step = store
+        .journal
+        .files
+        .iter()
+        .find(|f| f.path == host_path)
+        .cloned()
+        .ok_or_else(|| {
+            journal_error(gettext_f(
+                "the transaction did not change {path}",
+                &[("path", host_path)],
+            ))
+        })?;
+    if step.existed.is_none() || step.state == FileState::Pending {
+        return Err(journal_error(gettext_f(
+            "the transaction did not get to back up {path}",
+            &[("path", host_path)],
+        )));
+    }
+    Ok((store, step))
+}
+
+/// What `host_path` held before transaction `id` changed it, byte for byte from the
+/// transaction's backup (checked against the journal's hash); `None` when the file did not
+/// exist. An error when the transaction did not change the file, or its backup is missing,
+/// damaged or not text.
+pub fn content_before(
+    root: &HostRoot,
+    id: &TransactionId,
+    host_path: &str,
+) -> Result<Option<String>, ApplyError> {
+    let id = TransactionId::parse(id.as_str())?;
+    let (store, step) = backed_up_step(root, &id, host_path)?;
+    if step.existed != Some(true) {
+        return Ok(None);
+    }
+    let backup = store.backup_path(host_path);
+    let bytes = fs::read(&backup).map_err(|e| ApplyError::io(&backup, e))?;
+    let journal_error = |message: String| ApplyError::Journal {
+        id: id.to_string(),
+        message,
+    };
+    if step.before_sha256.as_deref() != Some(sha256_hex(&bytes).as_str()) {
+        return Err(journal_error(gettext_f(
+            "the backup of {path} is not what the journal recorded",
+            &[("path", host_path)],
+        )));
+    }
+    String::from_utf8(bytes).map(Some).map_err(|_| {
+        journal_error(gettext_f(
+            "the backup of {path} is not text",
+            &[("path", host_path)],
+        ))
+    })
+}
+
+/// The SHA-256 of what transaction `id` left at `host_path` (hex, as [`current_sha256`]
+/// gives it); `None` when it removed the file.
+pub fn sha256_after(
+    root: &HostRoot,
+    id: &TransactionId,
+    host_path: &str,
+) -> Result<Option<String>, ApplyError> {
+    let id = TransactionId::parse(id.as_str())?;
+    Ok(backed_up_step(root, &id, host_path)?.1.after_sha256)
 }
 
 /// Every journaled transaction, newest first. Unreadable journals are skipped.
@@ -1862,6 +1947,10 @@ mod tests {
             "/etc/udev/rules.d/90-passthrough-vfio.rules",
             "/etc/mkinitcpio.conf",
             "/etc/dracut.conf.d/passthrough-vfio.conf",
+            "/etc/netplan/90-passthrough-bridge.yaml",
+            "/etc/netplan/00-installer-config.yaml",
+            "/etc/netplan/50-cloud-init.yaml",
+            "/etc/systemd/network/05-passthrough-br0.netdev",
         ] {
             assert!(path_allowed(ok), "{ok}");
         }
@@ -1877,9 +1966,86 @@ mod tests {
             "/etc/kernel/install.d/90-x.install",
             "/etc/modprobe.d/x\n.conf",
             "/boot/vmlinuz",
+            "/etc/netplan/",
+            "/etc/netplan",
+            "/etc/netplan/x/00-config.yaml",
+            "/etc/netplan/../shadow",
+            "/lib/netplan/00-config.yaml",
+            "/run/netplan/00-config.yaml",
+            "/etc/systemd/network/20-wired.network",
         ] {
             assert!(!path_allowed(bad), "{bad}");
         }
+    }
+
+    /// Records nothing, runs nothing.
+    struct NoCommands;
+
+    impl CommandRunner for NoCommands {
+        fn run(&self, _: &[String], _: &mut dyn FnMut(&str)) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn content_before_reads_the_backup_and_sha256_after_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = HostRoot::new(dir.path());
+        let user = "/etc/netplan/00-installer-config.yaml";
+        let ours = crate::network::NETPLAN_FILE;
+        let original = "# The installer's file\nnetwork:\n  version: 2\n";
+        fs::create_dir_all(root.path("/etc/netplan")).unwrap();
+        fs::write(root.path(user), original).unwrap();
+        let edited = "network:\n  version: 2\n".to_owned();
+        let rendered = Rendered {
+            files: vec![
+                crate::plan::FileChange {
+                    path: ours.into(),
+                    before: None,
+                    after: Some("# Written by Passthrough\n".into()),
+                },
+                crate::plan::FileChange {
+                    path: user.into(),
+                    before: Some(original.into()),
+                    after: Some(edited.clone()),
+                },
+            ],
+            ..Rendered::default()
+        };
+        let id = apply(&root, &rendered, &NoCommands, &mut |_| {}).unwrap();
+        assert_eq!(
+            content_before(&root, &id, user).unwrap().as_deref(),
+            Some(original)
+        );
+        assert_eq!(content_before(&root, &id, ours).unwrap(), None);
+        assert_eq!(
+            sha256_after(&root, &id, user).unwrap(),
+            current_sha256(&root, user).unwrap()
+        );
+        assert_eq!(
+            sha256_after(&root, &id, user).unwrap(),
+            Some(sha256_hex(edited.as_bytes()))
+        );
+        assert_eq!(
+            current_sha256(&root, "/etc/netplan/none.yaml").unwrap(),
+            None
+        );
+        // A file the transaction did not change, and a transaction that does not exist.
+        let err = content_before(&root, &id, "/etc/default/grub").unwrap_err();
+        assert!(matches!(err, ApplyError::Journal { .. }), "{err}");
+        let none = TransactionId::parse("20000101-000000-000000").unwrap();
+        assert!(matches!(
+            content_before(&root, &none, user),
+            Err(ApplyError::NotFound(_))
+        ));
+        // A damaged backup is refused, never returned.
+        let backup = Store::dir_of(&root, &id).join("backup/etc/netplan/00-installer-config.yaml");
+        fs::write(&backup, "network: {}\n").unwrap();
+        let err = content_before(&root, &id, user).unwrap_err();
+        assert!(
+            err.to_string().contains("not what the journal recorded"),
+            "{err}"
+        );
     }
 
     #[test]

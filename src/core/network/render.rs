@@ -3,7 +3,7 @@
 //!
 //! | manager | files | commands |
 //! |---|---|---|
-//! | netplan (either renderer) | [`NETPLAN_FILE`](super::NETPLAN_FILE), mode 0600 | `netplan apply` |
+//! | netplan (either renderer) | [`NETPLAN_FILE`](super::NETPLAN_FILE), mode 0600, and the user's files in `/etc/netplan` that give the port fixed IP settings | `netplan apply` |
 //! | systemd-networkd alone | `05-passthrough-BR.netdev`, `05-passthrough-BR.network`, `05-passthrough-PORT.network` in `/etc/systemd/network` | `networkctl reload`, `networkctl reconfigure PORT` |
 //!
 //! networkd uses the first `.network` file, in lexical order, that matches an interface, so
@@ -11,6 +11,13 @@
 //! Removing the bridge deletes exactly these files (only when they carry Passthrough's
 //! header) and runs the same commands (plus `networkctl delete BR` for networkd: netplan
 //! removes the bridges it no longer defines itself).
+//!
+//! netplan merges its files by appending their lists (`addresses`, `routes`, DNS servers),
+//! and no later file can delete a key, so a port with static settings in the user's own file
+//! would keep them next to the bridge. Making the bridge therefore also removes the port's IP
+//! settings from those files in `/etc/netplan` (refused for `/lib/netplan` and
+//! `/run/netplan`), and removing it puts them back byte for byte from the transaction's
+//! backup (refused when the user changed them since).
 //!
 //! NetworkManager hosts are changed over D-Bus by the app (`nm.rs`), with NetworkManager's
 //! own checkpoint; this module refuses them.
@@ -99,6 +106,7 @@ pub fn render(
             check_bridge_name(report, plan, ours)?;
             let (path, yaml) = super::netplan_file(report, plan)?;
             rendered.files.extend(file_change(root, path, Some(yaml)));
+            rendered.files.extend(netplan_port_edits(root, plan)?);
             rendered.commands.push(argv(&["netplan", "apply"]));
         }
         (Manager::Netplan { .. }, NetworkChange::Remove { bridge }) => {
@@ -109,6 +117,7 @@ pub fn render(
                 return Err(not_ours(bridge));
             }
             rendered.files.extend(file_change(root, NETPLAN_FILE.to_owned(), None));
+            rendered.files.extend(netplan_restores(root, bridge)?);
             rendered.commands.push(argv(&["netplan", "apply"]));
         }
         (Manager::Networkd, NetworkChange::Create { plan }) => {
@@ -187,6 +196,196 @@ fn check_bridge_name(report: &NetworkReport, plan: &BridgePlan, ours: bool) -> R
         ));
     }
     Ok(())
+}
+
+/// The netplan directories in the order netplan reads them: a file shadows the files of the
+/// same name in the directories before it.
+const NETPLAN_DIRS: [&str; 3] = ["/lib/netplan", "/etc/netplan", "/run/netplan"];
+
+/// The directory of the netplan files Passthrough edits (the others belong to the system).
+const NETPLAN_ETC: &str = "/etc/netplan";
+
+/// The keys of a port's netplan entry that give it IP settings: all of them are removed from
+/// the user's files when the bridge takes the port's IP configuration.
+const PORT_IP_KEYS: &[&str] = &[
+    "addresses",
+    "gateway4",
+    "gateway6",
+    "routes",
+    "nameservers",
+    "dhcp4",
+    "dhcp6",
+    "dhcp4-overrides",
+    "dhcp6-overrides",
+    "accept-ra",
+    "link-local",
+];
+
+/// Those that Passthrough's later file cannot take back: netplan appends lists (`addresses`,
+/// `routes`, `nameservers`), a `null` does not delete a key, and Passthrough's file sets no
+/// `gateway4`/`gateway6`. A file is edited only when the port's entry has one of them; the
+/// others (`dhcp4: true`, …) Passthrough's file overrides.
+const PORT_STATIC_KEYS: &[&str] = &["addresses", "gateway4", "gateway6", "routes", "nameservers"];
+
+/// The host paths of the netplan files netplan reads (the last of each name across
+/// [`NETPLAN_DIRS`]), sorted by name, without Passthrough's own file.
+fn netplan_host_files(root: &HostRoot) -> Vec<String> {
+    let own = NETPLAN_FILE.rsplit('/').next().unwrap_or(NETPLAN_FILE);
+    let mut by_name = std::collections::BTreeMap::new();
+    for dir in NETPLAN_DIRS {
+        for name in root.list_dir(dir).unwrap_or_default() {
+            if name.ends_with(".yaml") && name != own {
+                by_name.insert(name.clone(), format!("{dir}/{name}"));
+            }
+        }
+    }
+    by_name.into_values().collect()
+}
+
+/// Removes the IP settings ([`PORT_IP_KEYS`]) of `port` from a netplan document: from
+/// `network.ethernets.PORT` and from every ethernet entry whose `set-name` is `port`, when
+/// the entry has one of [`PORT_STATIC_KEYS`]. True when it removed anything.
+fn strip_port_ip(doc: &mut serde_yaml::Value, port: &str) -> bool {
+    use serde_yaml::Value;
+    let Some(ethernets) = doc
+        .get_mut("network")
+        .and_then(|n| n.get_mut("ethernets"))
+        .and_then(Value::as_mapping_mut)
+    else {
+        return false;
+    };
+    let mut changed = false;
+    for (id, entry) in ethernets.iter_mut() {
+        let named = id.as_str() == Some(port)
+            || entry.get("set-name").and_then(Value::as_str) == Some(port);
+        let Some(entry) = entry.as_mapping_mut().filter(|_| named) else {
+            continue;
+        };
+        if !PORT_STATIC_KEYS.iter().any(|k| entry.contains_key(*k)) {
+            continue;
+        }
+        for key in PORT_IP_KEYS {
+            changed |= entry.remove(*key).is_some();
+        }
+    }
+    changed
+}
+
+/// The comment lines a file starts with (blank lines between them kept), each with its `\n`.
+fn leading_comments(text: &str) -> String {
+    let mut out = String::new();
+    let mut pending_blank = String::new();
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim();
+        if trimmed.is_empty() {
+            pending_blank.push_str(line);
+        } else if trimmed.starts_with('#') {
+            out.push_str(&pending_blank);
+            pending_blank.clear();
+            out.push_str(line);
+            if !line.ends_with('\n') {
+                out.push('\n');
+            }
+        } else {
+            break;
+        }
+    }
+    out
+}
+
+/// The user's netplan files rewritten without the IP settings of the bridge's port: netplan
+/// merges files by appending their lists, so Passthrough's later file cannot take the port's
+/// static addresses, routes and DNS servers away, and the port would keep them next to the
+/// bridge. Only the files in `/etc/netplan` are edited (their mode kept by the transaction);
+/// such settings in `/lib/netplan` or `/run/netplan` are refused. Files that do not parse
+/// are left to `netplan generate` ([`check_with_netplan`]) to report.
+fn netplan_port_edits(root: &HostRoot, plan: &BridgePlan) -> Result<Vec<FileChange>, String> {
+    let own = NETPLAN_FILE.rsplit('/').next().unwrap_or(NETPLAN_FILE);
+    let mut out = Vec::new();
+    for path in netplan_host_files(root) {
+        let Some(text) = read(root, &path) else {
+            continue;
+        };
+        let Ok(mut doc) = serde_yaml::from_str::<serde_yaml::Value>(&text) else {
+            continue;
+        };
+        if !strip_port_ip(&mut doc, &plan.port) {
+            continue;
+        }
+        if !path.starts_with(&format!("{NETPLAN_ETC}/")) {
+            return Err(gettext_f(
+                "{path} gives {port} fixed IP settings (addresses, routes or DNS servers), and Passthrough edits only the files in /etc/netplan: {port} would keep them next to the bridge. Move the settings of {port} to a file in /etc/netplan, then try again.",
+                &[("path", &path), ("port", &plan.port)],
+            ));
+        }
+        let body = serde_yaml::to_string(&doc).map_err(|e| e.to_string())?;
+        let edited = format!(
+            "# Edited by Passthrough: the IP settings of {port} moved to the bridge {br} in {own}; removing the bridge in Passthrough restores this file.\n{comments}{body}",
+            port = plan.port,
+            br = plan.bridge,
+            comments = leading_comments(&text),
+        );
+        out.extend(file_change(root, path, Some(edited)));
+    }
+    Ok(out)
+}
+
+/// The user's netplan files as they were before Passthrough moved the port's IP settings to
+/// `bridge` ([`netplan_port_edits`]), from the transactions' backups: the applied
+/// transactions that wrote Passthrough's file, newest first, back to the one that created it
+/// (making the bridge again with other settings is a transaction of its own). A file keeps
+/// the content it had before the first of them that changed it. Refused when a file changed
+/// since the last of them wrote it: restoring it would undo the user's edits. Nothing when
+/// no journal tells (a bridge made by an older Passthrough, or journals deleted).
+fn netplan_restores(root: &HostRoot, bridge: &str) -> Result<Vec<FileChange>, String> {
+    use crate::transaction::{self, TransactionState};
+    let journal = |e: transaction::ApplyError| e.message();
+    let mut before = std::collections::BTreeMap::new();
+    let mut written = std::collections::BTreeMap::new();
+    let records = transaction::list(root).map_err(journal)?;
+    for record in records.iter().filter(|r| {
+        r.state == TransactionState::Applied && r.files.iter().any(|f| f == NETPLAN_FILE)
+    }) {
+        // A removal of the bridge: the current file was not made by any of these.
+        if transaction::sha256_after(root, &record.id, NETPLAN_FILE)
+            .map_err(journal)?
+            .is_none()
+        {
+            break;
+        }
+        for path in &record.files {
+            let user = path
+                .strip_prefix(NETPLAN_ETC)
+                .is_some_and(|name| name.starts_with('/'));
+            if !user || path == NETPLAN_FILE {
+                continue;
+            }
+            let content = transaction::content_before(root, &record.id, path).map_err(journal)?;
+            before.insert(path.clone(), content);
+            if !written.contains_key(path) {
+                let after = transaction::sha256_after(root, &record.id, path).map_err(journal)?;
+                written.insert(path.clone(), after);
+            }
+        }
+        if transaction::content_before(root, &record.id, NETPLAN_FILE)
+            .map_err(journal)?
+            .is_none()
+        {
+            break;
+        }
+    }
+    let mut out = Vec::new();
+    for (path, content) in before {
+        let now = transaction::current_sha256(root, &path).map_err(journal)?;
+        if written.get(&path) != Some(&now) {
+            return Err(gettext_f(
+                "{path} changed after Passthrough moved its IP settings to the bridge {bridge}, and putting it back as it was would undo those changes. Nothing was changed. Undo your changes to {path}, or remove the bridge by hand: restore the IP settings in {path} and delete {file}.",
+                &[("path", &path), ("bridge", bridge), ("file", NETPLAN_FILE)],
+            ));
+        }
+        out.extend(file_change(root, path, content));
+    }
+    Ok(out)
 }
 
 fn netplan_defines_bridge(text: &str, bridge: &str) -> bool {

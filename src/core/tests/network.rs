@@ -1016,3 +1016,389 @@ fn confirm_or_revert_marks_survive_on_disk_until_confirmed_or_rolled_back() {
     assert_eq!(transaction::awaiting_confirmation(&host).unwrap(), []);
     assert!(transaction::await_confirmation(&host, &id, 1).is_err());
 }
+
+// ---------------------------------------------------------------------------------------
+// A port with static settings in the user's own netplan file: netplan appends lists, so
+// they move out of that file into the bridge, and come back when the bridge goes.
+
+use passthrough_core::network::current::plan_from_host;
+
+/// Ubuntu Server's installer file for a static enp5s0 (and a DHCP enp6s0 left alone).
+const STATIC_SERVER: &str = "# This is the network config written by 'subiquity'\n\
+network:
+  version: 2
+  renderer: networkd
+  ethernets:
+    enp5s0:
+      addresses:
+      - 192.168.1.20/24
+      routes:
+      - to: default
+        via: 192.168.1.1
+      nameservers:
+        addresses:
+        - 192.168.1.1
+        - 9.9.9.9
+        search: []
+      dhcp4: false
+    enp6s0:
+      dhcp4: true
+      optional: true
+";
+
+const INSTALLER: &str = "etc/netplan/00-installer-config.yaml";
+
+/// The desktop without br0, with `text` as the installer's netplan file (mode 0600).
+fn static_server(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let (t, root) = temp_root();
+    desktop_without_br0(&root);
+    write(&root, INSTALLER, text);
+    fs::set_permissions(root.join(INSTALLER), fs::Permissions::from_mode(0o600)).unwrap();
+    (t, root)
+}
+
+fn without_state(tree: Vec<(PathBuf, Vec<u8>)>, root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    tree.into_iter()
+        .filter(|(p, _)| !p.starts_with(root.join("var/lib/passthrough")))
+        .collect()
+}
+
+/// Runs the real `netplan generate --root-dir` on a copy of the root's netplan files with
+/// `rendered`'s changes written; returns the copy and netplan's stderr.
+fn generate_staged(root: &Path, rendered: &Rendered) -> (tempfile::TempDir, PathBuf, String) {
+    let (t, stage) = temp_root();
+    for dir in ["lib/netplan", "etc/netplan", "run/netplan"] {
+        for e in fs::read_dir(root.join(dir)).into_iter().flatten() {
+            let p = e.unwrap().path();
+            let rel = format!("{dir}/{}", p.file_name().unwrap().to_string_lossy());
+            write(&stage, &rel, &fs::read_to_string(&p).unwrap());
+        }
+    }
+    for f in &rendered.files {
+        let rel = f.path.trim_start_matches('/');
+        match &f.after {
+            Some(text) => write(&stage, rel, text),
+            None => fs::remove_file(stage.join(rel)).unwrap(),
+        }
+    }
+    for dir in ["lib/netplan", "etc/netplan", "run/netplan"] {
+        for e in fs::read_dir(stage.join(dir)).into_iter().flatten() {
+            fs::set_permissions(e.unwrap().path(), fs::Permissions::from_mode(0o600)).unwrap();
+        }
+    }
+    let out = Command::new(netplan())
+        .arg("generate")
+        .arg("--root-dir")
+        .arg(&stage)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "netplan generate failed:\n{stderr}");
+    (t, stage, stderr)
+}
+
+fn ethernet(text: &str, id: &str) -> serde_yaml::Value {
+    let doc: serde_yaml::Value = serde_yaml::from_str(text).unwrap();
+    doc["network"]["ethernets"][id].clone()
+}
+
+use passthrough_core::plan::Rendered;
+
+#[test]
+fn a_static_port_moves_to_the_bridge_and_comes_back_byte_for_byte() {
+    let (_t, root) = static_server(STATIC_SERVER);
+    let host = HostRoot::new(&root);
+    let original = tree(&root);
+    let report = network::scan(&host);
+    let plan = plan_from_host(&host, &report, "enp5s0");
+    assert_eq!(
+        plan.ipv4,
+        Ipv4::Static {
+            addresses: vec!["192.168.1.20/24".into()],
+            gateway: Some("192.168.1.1".into()),
+        }
+    );
+    assert_eq!(plan.dns, ["192.168.1.1", "9.9.9.9"]);
+
+    // Without the edit, netplan keeps the port's address next to the bridge's: the problem.
+    let (path, yaml) = netplan_file(&report, &plan).unwrap();
+    let ours_only = Rendered {
+        files: vec![passthrough_core::plan::FileChange {
+            path,
+            before: None,
+            after: Some(yaml),
+        }],
+        ..Rendered::default()
+    };
+    let (_s, stage, _) = generate_staged(&root, &ours_only);
+    let port = read(&stage, "run/systemd/network/10-netplan-enp5s0.network");
+    assert!(port.contains("Address=192.168.1.20/24"), "{port}");
+
+    let create = NetworkChange::Create { plan: plan.clone() };
+    let rendered = render(&host, &report, &create).unwrap();
+    let paths: Vec<&str> = rendered.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [NETPLAN_FILE, "/etc/netplan/00-installer-config.yaml"]
+    );
+    let edit = &rendered.files[1];
+    assert_eq!(edit.before.as_deref(), Some(STATIC_SERVER));
+    let edited = edit.after.clone().unwrap();
+    let mut lines = edited.lines();
+    assert_eq!(
+        lines.next(),
+        Some("# Edited by Passthrough: the IP settings of enp5s0 moved to the bridge br0 in 90-passthrough-bridge.yaml; removing the bridge in Passthrough restores this file.")
+    );
+    assert_eq!(
+        lines.next(),
+        Some("# This is the network config written by 'subiquity'")
+    );
+    // The port's IP settings are gone, everything else is kept.
+    let port_entry = ethernet(&edited, "enp5s0");
+    assert_eq!(port_entry, serde_yaml::Value::Mapping(Default::default()));
+    assert_eq!(
+        ethernet(&edited, "enp6s0"),
+        ethernet(STATIC_SERVER, "enp6s0")
+    );
+    let doc: serde_yaml::Value = serde_yaml::from_str(&edited).unwrap();
+    assert_eq!(doc["network"]["renderer"], "networkd");
+    assert_eq!(doc["network"]["version"], 2);
+    for f in &rendered.files {
+        assert!(transaction::path_allowed(&f.path), "{}", f.path);
+    }
+
+    check_with_netplan(&host, &rendered).unwrap();
+    assert_eq!(tree(&root), original, "checking writes nothing");
+    let (_s, stage, stderr) = generate_staged(&root, &rendered);
+    assert!(!stderr.contains("Conflicting"), "{stderr}");
+    let port = read(&stage, "run/systemd/network/10-netplan-enp5s0.network");
+    for key in ["Address=", "Gateway=", "DNS=", "DHCP="] {
+        assert!(!port.contains(key), "{key} in the port's file:\n{port}");
+    }
+    assert!(port.contains("Bridge=br0"), "{port}");
+    let br = read(&stage, "run/systemd/network/10-netplan-br0.network");
+    for line in [
+        "Address=192.168.1.20/24",
+        "Gateway=192.168.1.1",
+        "DNS=192.168.1.1",
+        "DNS=9.9.9.9",
+    ] {
+        assert!(br.contains(line), "{line} missing in:\n{br}");
+    }
+    let other = read(&stage, "run/systemd/network/10-netplan-enp6s0.network");
+    assert!(other.contains("DHCP=ipv4"), "{other}");
+
+    let runner = Record::default();
+    transaction::apply(&host, &rendered, &runner, &mut quiet).unwrap();
+    let installer = root.join(INSTALLER);
+    assert_eq!(fs::read_to_string(&installer).unwrap(), edited);
+    assert_eq!(
+        fs::metadata(&installer).unwrap().permissions().mode() & 0o777,
+        0o600,
+        "the user's file keeps its mode"
+    );
+
+    // Removal: our file goes, the installer's file comes back byte for byte.
+    let report = network::scan(&host);
+    let remove = NetworkChange::Remove {
+        bridge: "br0".into(),
+    };
+    let removal = render(&host, &report, &remove).unwrap();
+    let removed: Vec<(&str, Option<&str>)> = removal
+        .files
+        .iter()
+        .map(|f| (f.path.as_str(), f.after.as_deref()))
+        .collect();
+    assert_eq!(
+        removed,
+        [
+            (NETPLAN_FILE, None),
+            ("/etc/netplan/00-installer-config.yaml", Some(STATIC_SERVER))
+        ]
+    );
+    check_with_netplan(&host, &removal).unwrap();
+    transaction::apply(&host, &removal, &runner, &mut quiet).unwrap();
+    assert_eq!(fs::read_to_string(&installer).unwrap(), STATIC_SERVER);
+    assert_eq!(
+        without_state(tree(&root), &root),
+        original,
+        "after the removal the host is as it was"
+    );
+    assert_eq!(
+        fs::metadata(&installer).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(*runner.0.borrow(), ["netplan apply", "netplan apply"]);
+    // Nothing of ours is left to remove.
+    let err = render(&host, &network::scan(&host), &remove).unwrap_err();
+    assert!(err.contains("removes only what it made"), "{err}");
+}
+
+#[test]
+fn making_the_bridge_again_with_other_settings_still_restores_the_first_content() {
+    let (_t, root) = static_server(STATIC_SERVER);
+    let host = HostRoot::new(&root);
+    let original = tree(&root);
+    let report = network::scan(&host);
+    let plan = plan_from_host(&host, &report, "enp5s0");
+    let runner = Record::default();
+    let first = render(
+        &host,
+        &report,
+        &NetworkChange::Create { plan: plan.clone() },
+    )
+    .unwrap();
+    transaction::apply(&host, &first, &runner, &mut quiet).unwrap();
+    // The same bridge with another DNS server: only our file changes this time.
+    let mut other = plan;
+    other.dns = vec!["1.1.1.1".into()];
+    let report = network::scan(&host);
+    let second = render(&host, &report, &NetworkChange::Create { plan: other }).unwrap();
+    let paths: Vec<&str> = second.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths, [NETPLAN_FILE]);
+    transaction::apply(&host, &second, &runner, &mut quiet).unwrap();
+    let removal = render(
+        &host,
+        &report,
+        &NetworkChange::Remove {
+            bridge: "br0".into(),
+        },
+    )
+    .unwrap();
+    assert_eq!(removal.files.len(), 2);
+    transaction::apply(&host, &removal, &runner, &mut quiet).unwrap();
+    assert_eq!(without_state(tree(&root), &root), original);
+}
+
+#[test]
+fn removal_refuses_to_undo_the_users_later_edits() {
+    let (_t, root) = static_server(STATIC_SERVER);
+    let host = HostRoot::new(&root);
+    let report = network::scan(&host);
+    let plan = plan_from_host(&host, &report, "enp5s0");
+    let rendered = render(&host, &report, &NetworkChange::Create { plan }).unwrap();
+    let runner = Record::default();
+    transaction::apply(&host, &rendered, &runner, &mut quiet).unwrap();
+    // The user adds something to the edited file.
+    let installer = root.join(INSTALLER);
+    let mut text = fs::read_to_string(&installer).unwrap();
+    text.push_str("# enp7s0 for the backups, later\n");
+    fs::write(&installer, &text).unwrap();
+    let before = tree(&root);
+    let remove = NetworkChange::Remove {
+        bridge: "br0".into(),
+    };
+    let err = render(&host, &network::scan(&host), &remove).unwrap_err();
+    assert!(
+        err.contains("/etc/netplan/00-installer-config.yaml") && err.contains("changed after"),
+        "{err}"
+    );
+    assert!(err.contains(NETPLAN_FILE), "{err}");
+    assert_eq!(tree(&root), before, "a refusal changes nothing");
+    // Deleting the file counts as a change too.
+    fs::remove_file(&installer).unwrap();
+    let err = render(&host, &network::scan(&host), &remove).unwrap_err();
+    assert!(err.contains("changed after"), "{err}");
+    // Undoing the edit makes the removal possible again.
+    fs::write(&installer, rendered.files[1].after.as_deref().unwrap()).unwrap();
+    let removal = render(&host, &network::scan(&host), &remove).unwrap();
+    assert_eq!(removal.files.len(), 2);
+}
+
+/// A file in /etc/netplan that says netplan manages the network, and nothing about ports.
+const RENDERER_ONLY: &str = "network:\n  version: 2\n  renderer: networkd\n";
+
+#[test]
+fn static_settings_outside_etc_netplan_are_refused_and_set_name_entries_are_edited() {
+    // The same static settings in /run/netplan: Passthrough does not edit them.
+    let (_t, root) = temp_root();
+    desktop_without_br0(&root);
+    write(&root, "run/netplan/50-cloud-init.yaml", STATIC_SERVER);
+    write(&root, "etc/netplan/01-renderer.yaml", RENDERER_ONLY);
+    let host = HostRoot::new(&root);
+    let report = network::scan(&host);
+    let before = tree(&root);
+    let plan = plan_from_host(&host, &report, "enp5s0");
+    let err = render(&host, &report, &NetworkChange::Create { plan }).unwrap_err();
+    assert!(
+        err.contains("/run/netplan/50-cloud-init.yaml") && err.contains("enp5s0"),
+        "{err}"
+    );
+    assert!(err.contains("/etc/netplan"), "{err}");
+    assert_eq!(tree(&root), before);
+
+    // In /lib/netplan too, unless a file of the same name in /etc/netplan shadows it.
+    let (_t, root) = temp_root();
+    desktop_without_br0(&root);
+    write(&root, "lib/netplan/10-vendor.yaml", STATIC_SERVER);
+    write(&root, "etc/netplan/01-renderer.yaml", RENDERER_ONLY);
+    let host = HostRoot::new(&root);
+    let report = network::scan(&host);
+    let plan = BridgePlan::new("enp5s0");
+    let create = NetworkChange::Create { plan };
+    let err = render(&host, &report, &create).unwrap_err();
+    assert!(err.contains("/lib/netplan/10-vendor.yaml"), "{err}");
+    write(
+        &root,
+        "etc/netplan/10-vendor.yaml",
+        "network:\n  version: 2\n  ethernets:\n    enp5s0:\n      dhcp4: true\n",
+    );
+    let rendered = render(&host, &report, &create).unwrap();
+    assert_eq!(rendered.files.len(), 1);
+
+    // An entry matched by MAC address that names the interface enp5s0 (and a DHCP entry
+    // for another interface in the same file, untouched).
+    let named = "network:\n  version: 2\n  ethernets:\n    lan:\n      match:\n        macaddress: \"04:42:1a:00:00:05\"\n      set-name: enp5s0\n      addresses: [10.0.0.5/8]\n      gateway4: 10.0.0.1\n      mtu: 9000\n    enp6s0:\n      dhcp4: yes\n";
+    let (_t, root) = static_server(named);
+    let host = HostRoot::new(&root);
+    let report = network::scan(&host);
+    let rendered = render(&host, &report, &create).unwrap();
+    assert_eq!(rendered.files.len(), 2);
+    let edited = rendered.files[1].after.as_deref().unwrap();
+    let lan = ethernet(edited, "lan");
+    assert!(
+        lan.get("addresses").is_none() && lan.get("gateway4").is_none(),
+        "{edited}"
+    );
+    assert_eq!(lan["set-name"], "enp5s0");
+    assert_eq!(lan["mtu"], 9000);
+    assert_eq!(lan["match"], ethernet(named, "lan")["match"]);
+    assert_eq!(ethernet(edited, "enp6s0"), ethernet(named, "enp6s0"));
+    // No comment lines in the original: only ours.
+    assert!(edited.starts_with("# Edited by Passthrough"), "{edited}");
+    assert!(
+        edited.lines().nth(1).unwrap().starts_with("network:"),
+        "{edited}"
+    );
+    check_with_netplan(&host, &rendered).unwrap();
+}
+
+#[test]
+fn a_dhcp_host_changes_only_our_file_and_a_bridge_without_journal_removes_only_it() {
+    let (_t, root) = netplan_desktop();
+    let host = HostRoot::new(&root);
+    let original = tree(&root);
+    let report = network::scan(&host);
+    let create = NetworkChange::Create {
+        plan: BridgePlan::new("enp5s0"),
+    };
+    let rendered = render(&host, &report, &create).unwrap();
+    assert_eq!(rendered.files.len(), 1, "dhcp4: true alone is overridden");
+    assert_eq!(rendered.files[0].path, NETPLAN_FILE);
+    let runner = Record::default();
+    transaction::apply(&host, &rendered, &runner, &mut quiet).unwrap();
+    let remove = NetworkChange::Remove {
+        bridge: "br0".into(),
+    };
+    let removal = render(&host, &network::scan(&host), &remove).unwrap();
+    assert_eq!(removal.files.len(), 1);
+    assert_eq!(removal.files[0].after, None);
+
+    // A bridge made by an older Passthrough (no journal): our file only, as before.
+    fs::remove_dir_all(root.join("var/lib/passthrough")).unwrap();
+    let removal = render(&host, &network::scan(&host), &remove).unwrap();
+    assert_eq!(removal.files.len(), 1);
+    assert_eq!(removal.files[0].path, NETPLAN_FILE);
+    transaction::apply(&host, &removal, &runner, &mut quiet).unwrap();
+    assert_eq!(without_state(tree(&root), &root), original);
+}
