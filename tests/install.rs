@@ -249,3 +249,44 @@ fn the_default_prefix_is_usr_local_and_says_what_the_system_bus_needs() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", out_text(&out));
 }
+
+#[test]
+fn an_install_without_destdir_refreshes_the_caches_and_the_uninstall_removes_them() {
+    let temp = tempfile::tempdir().unwrap();
+    let prefix = temp.path().join("prefix");
+    let prefix_str = prefix.to_str().unwrap().to_owned();
+    let out = Command::new(top().join("build-aux/install"))
+        .arg("--no-build")
+        .env_remove("DESTDIR")
+        .env("PREFIX", &prefix_str)
+        .env("PASSTHROUGH_BINARIES", binaries())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", out_text(&out));
+    let share = prefix.join("share");
+    // The schema is compiled where GSettings will read it, and it holds our schema.
+    assert!(share.join("glib-2.0/schemas/gschemas.compiled").is_file());
+    let keys = Command::new("gsettings")
+        .args(["list-keys", APP])
+        .env("GSETTINGS_SCHEMA_DIR", share.join("glib-2.0/schemas"))
+        .env("GSETTINGS_BACKEND", "memory")
+        .output()
+        .unwrap();
+    assert!(out_text(&keys).contains("window-width"), "{}", out_text(&keys));
+    assert!(share.join("icons/hicolor/icon-theme.cache").is_file());
+    // The message says where the system bus looks (this prefix is not /usr).
+    assert!(out_text(&out).contains("/usr/share/dbus-1/system-services"));
+
+    let out = Command::new(top().join("build-aux/install"))
+        .arg("--uninstall")
+        .env_remove("DESTDIR")
+        .env("PREFIX", &prefix_str)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", out_text(&out));
+    assert!(
+        !prefix.exists() || paths(&prefix).is_empty(),
+        "left behind: {:?}",
+        paths(&prefix)
+    );
+}
