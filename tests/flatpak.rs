@@ -47,10 +47,13 @@ fn flatpak_builder_parses_the_manifest_and_its_sources() {
     if !have("flatpak-builder") {
         panic!("flatpak-builder is missing: build-aux/deps test installs it");
     }
+    // flatpak-builder makes its state directory (.flatpak-builder) in its working
+    // directory: a temporary one, so the tree stays clean.
+    let work = tempfile::tempdir().unwrap();
     let out = Command::new("flatpak-builder")
         .arg("--show-manifest")
         .arg(top().join(MANIFEST))
-        .current_dir(top().join("flatpak"))
+        .current_dir(work.path())
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", out_text(&out));
@@ -97,6 +100,7 @@ fn flatpak_builder_parses_the_manifest_and_its_sources() {
         let out = Command::new("flatpak-builder")
             .arg("--show-manifest")
             .arg(&broken)
+            .current_dir(work.path())
             .output()
             .unwrap();
         assert!(!out.status.success(), "{name} was accepted");

@@ -272,7 +272,11 @@ fn an_install_without_destdir_refreshes_the_caches_and_the_uninstall_removes_the
         .env("GSETTINGS_BACKEND", "memory")
         .output()
         .unwrap();
-    assert!(out_text(&keys).contains("window-width"), "{}", out_text(&keys));
+    assert!(
+        out_text(&keys).contains("window-width"),
+        "{}",
+        out_text(&keys)
+    );
     assert!(share.join("icons/hicolor/icon-theme.cache").is_file());
     // The message says where the system bus looks (this prefix is not /usr).
     assert!(out_text(&out).contains("/usr/share/dbus-1/system-services"));
