@@ -17,7 +17,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -105,18 +104,8 @@ impl InstalledBus {
             "<servicedir>/usr/share/dbus-1/system-services</servicedir>\n  <includedir>",
         );
         std::fs::write(&config, conf).unwrap();
-        let mut child = Command::new("dbus-daemon")
-            .arg(format!("--config-file={}", config.display()))
-            .arg("--nofork")
-            .arg("--print-address=1")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(dir.path().join("bus.log")).unwrap())
-            .spawn()
-            .expect("dbus-daemon");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let log = std::fs::File::create(dir.path().join("bus.log")).unwrap();
+        let (child, line) = start_dbus_daemon(&config, log.into());
         Self {
             _daemon: Daemon {
                 name: "dbus-daemon",

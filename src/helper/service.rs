@@ -84,6 +84,26 @@ impl Helper {
         result
     }
 
+    /// The frame of every method that only reads and needs no privilege: `job` on the
+    /// blocking pool, the outcome logged under `method`.
+    async fn read_only<T: Send + 'static>(
+        &self,
+        header: &Header<'_>,
+        method: &str,
+        job: impl FnOnce(&HostRoot) -> Result<T, HelperError> + Send + 'static,
+    ) -> Result<T, HelperError> {
+        let busy = self.idle.busy();
+        let caller = caller(header);
+        let root = self.root.clone();
+        let result = zruntime::unblock(move || {
+            let _busy = busy;
+            job(&root)
+        })
+        .await;
+        log_outcome(method, &caller, &result);
+        result
+    }
+
     /// The host root this helper reads and changes (`/` on a real system).
     pub fn root(&self) -> &HostRoot {
         &self.root
@@ -195,17 +215,11 @@ impl Helper {
         #[zbus(header)] header: Header<'_>,
         plan: String,
     ) -> Result<String, HelperError> {
-        let busy = self.idle.busy();
-        let caller = caller(&header);
-        let root = self.root.clone();
-        let result = zruntime::unblock(move || {
-            let _busy = busy;
-            let (_, rendered) = prepare(&root, &plan)?;
+        self.read_only(&header, "Preview", move |root| {
+            let (_, rendered) = prepare(root, &plan)?;
             encode(&rendered)
         })
-        .await;
-        log_outcome("Preview", &caller, &result);
-        result
+        .await
     }
 
     /// Applies a plan as one transaction and returns its ID. polkit `configure-host`.
@@ -255,8 +269,7 @@ impl Helper {
             "Rollback",
             ACTION_CONFIGURE_HOST,
             move |root, changing, tx| {
-                let id = validate::transaction_id(&transaction)?;
-                let id = TransactionId::parse(id).map_err(apply_error)?;
+                let id = transaction_id(&transaction)?;
                 let _lock = lock(changing);
                 let runner = HostRunner::new(root.clone());
                 let mut reporter = Reporter::new(Some(id.to_string()), tx);
@@ -329,16 +342,10 @@ impl Helper {
         #[zbus(header)] header: Header<'_>,
         change: String,
     ) -> Result<String, HelperError> {
-        let busy = self.idle.busy();
-        let caller = caller(&header);
-        let root = self.root.clone();
-        let result = zruntime::unblock(move || {
-            let _busy = busy;
-            encode(&prepare_network(&root, &change, None)?)
+        self.read_only(&header, "PreviewNetwork", move |root| {
+            encode(&prepare_network(root, &change, None)?)
         })
-        .await;
-        log_outcome("PreviewNetwork", &caller, &result);
-        result
+        .await
     }
 
     /// Applies a network change as one transaction and returns its ID; it is undone
@@ -393,8 +400,7 @@ impl Helper {
             "ConfirmNetwork",
             ACTION_CONFIGURE_HOST,
             move |root, changing, _progress| {
-                let id = validate::transaction_id(&transaction)?;
-                let id = TransactionId::parse(id).map_err(apply_error)?;
+                let id = transaction_id(&transaction)?;
                 let _lock = lock(changing);
                 if transaction::confirm(root, &id).map_err(apply_error)? {
                     Ok(())
@@ -414,17 +420,10 @@ impl Helper {
         &self,
         #[zbus(header)] header: Header<'_>,
     ) -> Result<String, HelperError> {
-        let busy = self.idle.busy();
-        let caller = caller(&header);
-        let root = self.root.clone();
-        let result = zruntime::unblock(move || {
-            let _busy = busy;
-            let list = transaction::list(&root).map_err(apply_error)?;
-            encode(&list)
+        self.read_only(&header, "Transactions", |root| {
+            encode(&transaction::list(root).map_err(apply_error)?)
         })
-        .await;
-        log_outcome("Transactions", &caller, &result);
-        result
+        .await
     }
 
     /// A step starting (empty `line`) or a line of command output of a running transaction.
@@ -461,6 +460,11 @@ fn prepare(root: &HostRoot, plan_json: &str) -> Result<(HostReport, Rendered), H
     let rendered = render(root, &report, &plan).map_err(plan_error)?;
     validate::rendered_paths(&rendered)?;
     Ok((report, rendered))
+}
+
+/// A transaction ID argument, checked.
+fn transaction_id(text: &str) -> Result<TransactionId, HelperError> {
+    TransactionId::parse(validate::transaction_id(text)?).map_err(apply_error)
 }
 
 fn encode<T: serde::Serialize>(value: &T) -> Result<String, HelperError> {

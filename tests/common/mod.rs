@@ -236,18 +236,7 @@ impl Bus {
             RULES.as_bytes(),
         );
 
-        let mut child = Command::new("dbus-daemon")
-            .arg(format!("--config-file={}", config.display()))
-            .arg("--nofork")
-            .arg("--print-address=1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dbus-daemon (package dbus)");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let (child, line) = start_dbus_daemon(&config, Stdio::null());
         let daemon = Daemon {
             name: "dbus-daemon",
             child,
@@ -400,6 +389,24 @@ pub fn system_conf(socket: &Path, policy_dir: &Path) -> String {
     )
 }
 
+/// Starts `dbus-daemon --config-file=CONFIG --nofork` and returns it with the first line it
+/// prints: its address, or nothing when it refused the configuration.
+pub fn start_dbus_daemon(config: &Path, stderr: Stdio) -> (Child, String) {
+    let mut child = Command::new("dbus-daemon")
+        .arg(format!("--config-file={}", config.display()))
+        .arg("--nofork")
+        .arg("--print-address=1")
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .expect("dbus-daemon (package dbus)");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (child, line)
+}
+
 /// dbus-daemon's own parser on a policy directory: a system-type bus whose configuration
 /// includes `policy_dir` starts (it exits at once with the reason on a file it cannot use),
 /// and is stopped again. The DTD dbus ships (1.14) is stale — it lacks `send_destination`,
@@ -429,18 +436,7 @@ pub fn bus_accepts_policy(policy_dir: &Path) -> Result<(), String> {
         policy_dir.display()
     );
     std::fs::write(&config, conf).unwrap();
-    let mut child = Command::new("dbus-daemon")
-        .arg(format!("--config-file={}", config.display()))
-        .arg("--nofork")
-        .arg("--print-address=1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("dbus-daemon (package dbus)");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let (mut child, line) = start_dbus_daemon(&config, Stdio::piped());
     if line.trim().starts_with("unix:") {
         let _ = child.kill();
         let _ = child.wait();

@@ -63,3 +63,17 @@ pub fn ctl(args: &[&str]) -> Output {
         .output()
         .expect("passthroughctl runs")
 }
+
+/// The `netplan` program (package netplan.io), which the network tests use as the validator.
+pub fn netplan() -> PathBuf {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .map(|d: PathBuf| d.join("netplan"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("the netplan binary is missing: install netplan.io (build-aux/deps test)")
+        })
+}

@@ -190,20 +190,6 @@ fn ipv6_default_route_when_there_is_no_ipv4_one() {
 }
 
 /// The netplan binary; the test fails (does not skip) when netplan.io is not installed.
-fn netplan() -> PathBuf {
-    let candidates = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .chain(["/usr/sbin".into(), "/sbin".into()])
-        .map(|d: PathBuf| d.join("netplan"));
-    candidates
-        .into_iter()
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!("the netplan binary is missing: install netplan.io (build-aux/deps test)")
-        })
-}
 
 /// Writes `yaml` as the bridge file under a fresh root, runs `netplan generate --root-dir`
 /// and returns the root (kept alive by the TempDir).
@@ -215,7 +201,7 @@ fn generate(yaml: &str, extra: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) 
     let file = root.join(NETPLAN_FILE.trim_start_matches('/'));
     write(&root, NETPLAN_FILE.trim_start_matches('/'), yaml);
     fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
-    let out = Command::new(netplan())
+    let out = Command::new(common::netplan())
         .arg("generate")
         .arg("--root-dir")
         .arg(&root)
@@ -1086,7 +1072,7 @@ fn generate_staged(root: &Path, rendered: &Rendered) -> (tempfile::TempDir, Path
             fs::set_permissions(e.unwrap().path(), fs::Permissions::from_mode(0o600)).unwrap();
         }
     }
-    let out = Command::new(netplan())
+    let out = Command::new(common::netplan())
         .arg("generate")
         .arg("--root-dir")
         .arg(&stage)

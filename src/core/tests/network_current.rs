@@ -2,6 +2,8 @@
 //! or systemd-networkd files on host roots built here. Every plan is rendered with
 //! `netplan_yaml` and checked by the real `netplan generate --root-dir` (package netplan.io).
 
+mod common;
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -40,21 +42,6 @@ fn host(files: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) {
     (dir, root)
 }
 
-fn netplan() -> PathBuf {
-    let candidates = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .chain(["/usr/sbin".into(), "/sbin".into()])
-        .map(|d: PathBuf| d.join("netplan"));
-    candidates
-        .into_iter()
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!("the netplan binary is missing: install netplan.io (build-aux/deps test)")
-        })
-}
-
 /// Runs `netplan generate --root-dir ROOT` and fails the test when netplan refuses.
 fn netplan_generate(root: &Path, what: &str) {
     for dir in ["etc/netplan", "run/netplan", "lib/netplan"] {
@@ -63,7 +50,7 @@ fn netplan_generate(root: &Path, what: &str) {
             fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
         }
     }
-    let out = Command::new(netplan())
+    let out = Command::new(common::netplan())
         .arg("generate")
         .arg("--root-dir")
         .arg(root)
