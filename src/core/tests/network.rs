@@ -189,8 +189,6 @@ fn ipv6_default_route_when_there_is_no_ipv4_one() {
     );
 }
 
-/// The netplan binary; the test fails (does not skip) when netplan.io is not installed.
-
 /// Writes `yaml` as the bridge file under a fresh root, runs `netplan generate --root-dir`
 /// and returns the root (kept alive by the TempDir).
 fn generate(yaml: &str, extra: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) {
