@@ -269,6 +269,14 @@ fn the_package_installs_works_and_purges_cleanly() {
         !listing.contains("./etc/"),
         "no conffiles expected:\n{listing}"
     );
+    // lintian, Debian's package checker: no error and no warning (its root warning aside).
+    let out = sh("lintian", &["--tag-display-limit", "0", &deb]);
+    let tags: Vec<String> = out_text(&out)
+        .lines()
+        .filter(|l| l.starts_with("E: ") || l.starts_with("W: "))
+        .map(str::to_owned)
+        .collect();
+    assert!(tags.is_empty(), "lintian: {tags:#?}");
     assert!(!listing.contains("install-manifest"), "{listing}");
 
     // Install with apt.

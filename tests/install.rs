@@ -107,6 +107,10 @@ fn install_puts_every_file_where_the_specs_say_and_uninstall_removes_exactly_the
         "usr/share/dbus-1/system.d/io.github.passthrough.Helper1.conf",
         "usr/share/dbus-1/system-services/io.github.passthrough.Helper1.service",
         "usr/lib/systemd/system/passthrough-helper.service",
+        "usr/share/man/man1/passthrough.1",
+        "usr/share/man/man1/passthroughctl.1",
+        "usr/share/man/man1/passthroughctl-launch.1",
+        "usr/share/man/man8/passthrough-helper.8",
     ];
     for rel in expected {
         assert!(dest.join(rel).is_file(), "{rel} is not installed");
@@ -151,6 +155,26 @@ fn install_puts_every_file_where_the_specs_say_and_uninstall_removes_exactly_the
     );
     bus_accepts_policy(&share.join("dbus-1/system.d"))
         .unwrap_or_else(|e| panic!("dbus-daemon refuses the installed policy: {e}"));
+    // The manual pages format without a warning.
+    for page in [
+        "man1/passthrough.1",
+        "man1/passthroughctl.1",
+        "man1/passthroughctl-launch.1",
+        "man8/passthrough-helper.8",
+    ] {
+        let out = Command::new("man")
+            .args(["--warnings", "-E", "UTF-8", "-l", "-Tutf8", "-Z"])
+            .arg(share.join("man").join(page))
+            .env("LC_ALL", "C.UTF-8")
+            .env("MANWIDTH", "80")
+            .output()
+            .expect("man (package man-db)");
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "{page}: {}",
+            out_text(&out)
+        );
+    }
     // The translated files carry Chinese.
     let desktop =
         std::fs::read_to_string(share.join(format!("applications/{APP}.desktop"))).unwrap();
