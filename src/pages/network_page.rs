@@ -171,7 +171,10 @@ mod imp {
                 Some(glib::VariantTy::STRING),
                 |page, _, target| async move {
                     if let Some(bridge) = target.and_then(|t| t.get::<String>()) {
-                        page.define_libvirt_network(&bridge).await;
+                        if let Err(message) = page.define_libvirt_network(&bridge).await {
+                            page.set_status(&message);
+                        }
+                        page.refresh_libvirt().await;
                     }
                 },
             );
@@ -486,22 +489,14 @@ impl PtNetworkPage {
             let icon = gtk::Image::from_icon_name("network-workgroup-symbolic");
             row.add_prefix(&icon);
             if !libvirt.iter().any(|(_, b)| *b == iface.name) {
-                let use_button = gtk::Button::with_mnemonic(&gettext("_Use for Virtual Machines"));
-                use_button.set_valign(gtk::Align::Center);
-                use_button.set_action_name(Some("network.libvirt"));
-                use_button.set_action_target_value(Some(&iface.name.to_variant()));
-                row.add_suffix(&use_button);
+                row.add_suffix(&row_button(
+                    &gettext("_Use for Virtual Machines"),
+                    "network.libvirt",
+                    &iface.name,
+                ));
             }
             if scan.own_bridges.contains(&iface.name) && !matches!(scan.route, Route::None(_)) {
-                let remove = gtk::Button::with_mnemonic(&gettext("_Remove…"));
-                remove.set_valign(gtk::Align::Center);
-                remove.add_css_class("destructive-action");
-                remove.set_action_name(Some("network.remove"));
-                remove.set_action_target_value(Some(&iface.name.to_variant()));
-                remove.set_tooltip_text(Some(&gettext(
-                    "Remove the bridge and give the wired interface its earlier setup back",
-                )));
-                row.add_suffix(&remove);
+                row.add_suffix(&remove_button(&iface.name));
             }
             imp.bridges_group.add(&row);
             imp.bridge_rows.borrow_mut().push(row.upcast());
@@ -525,12 +520,7 @@ impl PtNetworkPage {
             }
             row.set_subtitle(&glib::markup_escape_text(&subtitle));
             row.set_subtitle_lines(0);
-            let remove = gtk::Button::with_mnemonic(&gettext("_Remove…"));
-            remove.set_valign(gtk::Align::Center);
-            remove.add_css_class("destructive-action");
-            remove.set_action_name(Some("network.remove"));
-            remove.set_action_target_value(Some(&bridge.to_variant()));
-            row.add_suffix(&remove);
+            row.add_suffix(&remove_button(bridge));
             imp.bridges_group.add(&row);
             imp.bridge_rows.borrow_mut().push(row.upcast());
         }
@@ -871,9 +861,13 @@ impl PtNetworkPage {
                 };
                 self.set_status(&text);
                 if let (Outcome::Kept, NetworkChange::Create { plan }) = (outcome, &change) {
+                    // Defined first, so the refresh (which lists libvirt's networks) shows it.
+                    let libvirt = self.define_libvirt_network(&plan.bridge).await;
                     self.refresh().await;
-                    self.define_libvirt_network(&plan.bridge).await;
-                    self.set_status(&text);
+                    match libvirt {
+                        Ok(()) => self.set_status(&text),
+                        Err(message) => self.set_status(&format!("{text}\n{message}")),
+                    }
                     self.imp().busy.set(false);
                     return;
                 }
@@ -930,10 +924,11 @@ impl PtNetworkPage {
         }
     }
 
-    /// Defines and autostarts a libvirt network on `bridge`, so new VMs can use it.
-    async fn define_libvirt_network(&self, bridge: &str) {
+    /// Defines and autostarts a libvirt network on `bridge`, so new VMs can use it; the
+    /// error sentence when libvirt refuses. The caller lists the networks again.
+    async fn define_libvirt_network(&self, bridge: &str) -> Result<(), String> {
         let Some(service) = self.imp().service.borrow().clone() else {
-            return;
+            return Ok(());
         };
         let bridge_name = bridge.to_owned();
         let result = service
@@ -942,19 +937,34 @@ impl PtNetworkPage {
                     .map_err(|e| e.message().to_owned())
             })
             .await;
-        match result {
-            Ok(info) => {
-                if let Some(win) = self.root().and_downcast::<crate::window::PtWindow>() {
-                    win.toast(&gettext_f(
-                        "Virtual machines can now use the bridge through the libvirt network “{name}”.",
-                        &[("name", &info.name)],
-                    ));
-                }
-            }
-            Err(message) => self.set_status(&message),
+        let info = result?;
+        if let Some(win) = self.root().and_downcast::<crate::window::PtWindow>() {
+            win.toast(&gettext_f(
+                "Virtual machines can now use the bridge through the libvirt network “{name}”.",
+                &[("name", &info.name)],
+            ));
         }
-        self.refresh_libvirt().await;
+        Ok(())
     }
+}
+
+/// A button of a bridge's row that activates `action` with the bridge's name.
+fn row_button(label: &str, action: &str, bridge: &str) -> gtk::Button {
+    let button = gtk::Button::with_mnemonic(label);
+    button.set_valign(gtk::Align::Center);
+    button.set_action_name(Some(action));
+    button.set_action_target_value(Some(&bridge.to_variant()));
+    button
+}
+
+/// Remove…, for a bridge Passthrough made.
+fn remove_button(bridge: &str) -> gtk::Button {
+    let button = row_button(&gettext("_Remove…"), "network.remove", bridge);
+    button.add_css_class("destructive-action");
+    button.set_tooltip_text(Some(&gettext(
+        "Remove the bridge and give the wired interface its earlier setup back",
+    )));
+    button
 }
 
 /// The first of br0, br1, … that no interface has.
